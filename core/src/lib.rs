@@ -1,0 +1,21 @@
+//! neuralign's domain: types, the error type, configuration, the Postgres
+//! store (blobs, arrays), the job queue and the service layer that both the
+//! HTTP and gRPC transports call. This crate knows neither axum, tonic nor
+//! tch: transports and compute depend on it, never the other way round.
+
+pub mod auth;
+pub mod blobs;
+pub mod catalog;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod model;
+pub mod notify;
+pub mod npy;
+pub mod queue;
+pub mod service;
+
+pub use auth::Caller;
+pub use config::ServiceConfig;
+pub use error::{Error, ErrorCode, Result};
+pub use service::Service;

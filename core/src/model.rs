@@ -1,0 +1,173 @@
+//! Domain types: what the service stores and returns, independent of any
+//! wire format. Transports convert to and from these.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Lab {
+    pub id: Uuid,
+    pub name: String,
+    pub max_running_jobs: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ArrayMeta {
+    pub id: Uuid,
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<u64>,
+    pub sha256: String,
+    pub size_bytes: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    RetryWait,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::RetryWait,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::RetryWait => "retry_wait",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| Error::invalid(format!("state: unknown job state {s:?} (expected one of queued, running, retry_wait, succeeded, failed, cancelled)")))
+    }
+    pub fn is_final(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// What a job does. The JSON form (`{"kind": "compare", ...}`) is what HTTP
+/// clients send and what the `jobs.spec` column stores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobSpec {
+    /// Compare two uploaded arrays with a list of metrics.
+    Compare(CompareSpec),
+    /// Does nothing for a while; for queue tests, benchmarks and health checks.
+    Noop(NoopSpec),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompareSpec {
+    pub a: Uuid,
+    pub b: Uuid,
+    #[serde(default = "CompareSpec::default_metrics")]
+    pub metrics: Vec<String>,
+}
+
+impl CompareSpec {
+    pub fn default_metrics() -> Vec<String> {
+        vec!["linear_cka".to_string(), "rsa_correlation_spearman".to_string()]
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoopSpec {
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default)]
+    pub fail_attempts: u32,
+}
+
+impl JobSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JobSpec::Compare(_) => "compare",
+            JobSpec::Noop(_) => "noop",
+        }
+    }
+}
+
+/// A job submission after transport decoding.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub spec: JobSpec,
+    pub priority: i32,
+    pub max_attempts: Option<u32>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub state: JobState,
+    pub priority: i32,
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub progress: f64,
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    pub error: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub cancel_requested: bool,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct JobEvent {
+    pub id: i64,
+    pub job_id: Uuid,
+    pub kind: String,
+    pub state: Option<JobState>,
+    pub progress: Option<f64>,
+    pub message: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Filters and a cursor for listing jobs.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub kind: Option<String>,
+    pub limit: Option<u32>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Parses an id from a path or request field, naming the field on failure.
+pub fn parse_id(field: &str, s: &str) -> Result<Uuid> {
+    Uuid::parse_str(s).map_err(|_| Error::invalid(format!("{field}: {s:?} is not a valid id (expected a UUID)")))
+}

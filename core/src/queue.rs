@@ -1,0 +1,490 @@
+//! The job queue: a table with a lease column. Claims are short transactions
+//! (`FOR UPDATE SKIP LOCKED`, commit at once); a running job holds a lease
+//! renewed by heartbeats; every write a worker makes afterwards is fenced by
+//! `(job_id, attempt, worker_id)` so a worker that lost its lease cannot
+//! overwrite the job's next attempt. Wake-ups go out by NOTIFY with the job
+//! id only; workers also poll, so a lost notification costs latency, not jobs.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+use uuid::Uuid;
+
+use crate::config::ServiceConfig;
+use crate::error::{Error, ErrorCode, Result};
+use crate::model::{Job, JobEvent, JobFilter, JobState, NewJob, Page};
+
+pub const CHANNEL_JOBS: &str = "neuralign_jobs";
+pub const CHANNEL_EVENTS: &str = "neuralign_events";
+pub const CHANNEL_CANCEL: &str = "neuralign_cancel";
+
+const JOB_COLUMNS: &str = "id, kind, state, priority, attempt, max_attempts, progress, spec, result, last_error, \
+     idempotency_key, cancel_requested, created_at, started_at, finished_at";
+
+fn job_from_row(r: &sqlx::postgres::PgRow) -> Result<Job> {
+    let state: String = r.try_get("state")?;
+    Ok(Job {
+        id: r.try_get("id")?,
+        kind: r.try_get("kind")?,
+        state: JobState::parse(&state)?,
+        priority: r.try_get("priority")?,
+        attempt: r.try_get::<i32, _>("attempt")? as u32,
+        max_attempts: r.try_get::<i32, _>("max_attempts")? as u32,
+        progress: r.try_get("progress")?,
+        spec: r.try_get("spec")?,
+        result: r.try_get("result")?,
+        error: r.try_get("last_error")?,
+        idempotency_key: r.try_get("idempotency_key")?,
+        cancel_requested: r.try_get("cancel_requested")?,
+        created_at: r.try_get("created_at")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+    })
+}
+
+/// Appends an event and tells listeners which job changed.
+pub(crate) async fn insert_event(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    kind: &str,
+    state: Option<JobState>,
+    progress: Option<f64>,
+    message: Option<&str>,
+) -> Result<()> {
+    sqlx::query(
+        "WITH e AS (INSERT INTO job_events (job_id, kind, state, progress, message) VALUES ($1, $2, $3, $4, $5)) \
+         SELECT pg_notify($6, $1::text)",
+    )
+    .bind(job_id)
+    .bind(kind)
+    .bind(state.map(JobState::as_str))
+    .bind(progress)
+    .bind(message)
+    .bind(CHANNEL_EVENTS)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Enqueues a job, or returns the lab's existing job with the same
+/// idempotency key. The bool is true when a new job was created.
+pub async fn submit(pool: &PgPool, lab_id: Uuid, job: NewJob, cfg: &ServiceConfig) -> Result<(Job, bool)> {
+    let max_attempts = job.max_attempts.unwrap_or(cfg.default_max_attempts);
+    if max_attempts == 0 || max_attempts > 100 {
+        return Err(Error::invalid(format!("max_attempts: must be between 1 and 100, got {max_attempts}")));
+    }
+    if let Some(key) = &job.idempotency_key {
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::invalid("idempotency_key: must be 1 to 255 characters"));
+        }
+    }
+    let spec = serde_json::to_value(&job.spec).map_err(Error::internal)?;
+    let mut tx = pool.begin().await?;
+    let id = Uuid::new_v4();
+    let inserted = sqlx::query(&format!(
+        "INSERT INTO jobs (id, lab_id, kind, spec, state, priority, max_attempts, idempotency_key) \
+         VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7) \
+         ON CONFLICT (lab_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(lab_id)
+    .bind(job.spec.kind())
+    .bind(&spec)
+    .bind(job.priority)
+    .bind(max_attempts as i32)
+    .bind(&job.idempotency_key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = inserted else {
+        tx.rollback().await?;
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE lab_id = $1 AND idempotency_key = $2"))
+            .bind(lab_id)
+            .bind(&job.idempotency_key)
+            .fetch_one(pool)
+            .await?;
+        let existing = job_from_row(&row)?;
+        if existing.spec != spec {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "idempotency_key: {:?} was already used for job {} with a different spec",
+                    job.idempotency_key.unwrap_or_default(),
+                    existing.id
+                ),
+            ));
+        }
+        return Ok((existing, false));
+    };
+    let created = job_from_row(&row)?;
+    insert_event(&mut tx, id, "state", Some(JobState::Queued), None, None).await?;
+    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(id.to_string()).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok((created, true))
+}
+
+/// A claimed attempt of a job. Every later write names all three fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub job_id: Uuid,
+    pub attempt: u32,
+    pub worker_id: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub lease: Lease,
+    pub lab_id: Uuid,
+    pub kind: String,
+    pub spec: Value,
+    pub max_attempts: u32,
+}
+
+/// Claims the most urgent runnable job of the given kinds whose lab is under
+/// its running limit. The lab row lock serializes claims within one lab so
+/// that two workers cannot both take the lab's last free slot.
+pub async fn claim(pool: &PgPool, worker_id: &str, kinds: &[String], lease: Duration) -> Result<Option<ClaimedJob>> {
+    let mut full_labs: Vec<Uuid> = Vec::new();
+    for _ in 0..8 {
+        let mut tx = pool.begin().await?;
+        let cand = sqlx::query(
+            "SELECT j.id, j.lab_id FROM jobs j JOIN labs l ON l.id = j.lab_id \
+             WHERE j.state IN ('queued', 'retry_wait') AND j.run_at <= now() AND j.kind = ANY($1) \
+               AND NOT (j.lab_id = ANY($2)) \
+               AND (SELECT count(*) FROM jobs r WHERE r.lab_id = j.lab_id AND r.state = 'running') < l.max_running_jobs \
+             ORDER BY j.priority DESC, j.run_at, j.created_at \
+             LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+        )
+        .bind(kinds)
+        .bind(&full_labs)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(cand) = cand else {
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let (job_id, lab_id): (Uuid, Uuid) = (cand.try_get("id")?, cand.try_get("lab_id")?);
+        let max_running: i32 = sqlx::query_scalar("SELECT max_running_jobs FROM labs WHERE id = $1 FOR UPDATE")
+            .bind(lab_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE lab_id = $1 AND state = 'running'")
+            .bind(lab_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if running >= max_running as i64 {
+            tx.rollback().await?;
+            full_labs.push(lab_id);
+            continue;
+        }
+        let row = sqlx::query(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = $2, \
+               lease_expires_at = now() + make_interval(secs => $3), heartbeat_at = now(), \
+               started_at = coalesce(started_at, now()), updated_at = now() \
+             WHERE id = $1 RETURNING attempt, kind, spec, max_attempts",
+        )
+        .bind(job_id)
+        .bind(worker_id)
+        .bind(lease.as_secs_f64())
+        .fetch_one(&mut *tx)
+        .await?;
+        let attempt = row.try_get::<i32, _>("attempt")? as u32;
+        let msg = format!("attempt {attempt} claimed by {worker_id}");
+        insert_event(&mut tx, job_id, "state", Some(JobState::Running), None, Some(&msg)).await?;
+        tx.commit().await?;
+        return Ok(Some(ClaimedJob {
+            lease: Lease { job_id, attempt, worker_id: worker_id.to_string() },
+            lab_id,
+            kind: row.try_get("kind")?,
+            spec: row.try_get("spec")?,
+            max_attempts: row.try_get::<i32, _>("max_attempts")? as u32,
+        }));
+    }
+    Ok(None)
+}
+
+const FENCE: &str = "id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'running'";
+
+/// What a heartbeat learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Held { cancel_requested: bool },
+    Lost,
+}
+
+pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Result<Heartbeat> {
+    let row: Option<bool> = sqlx::query_scalar(&format!(
+        "UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $4), heartbeat_at = now() \
+         WHERE {FENCE} RETURNING cancel_requested"
+    ))
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .bind(duration.as_secs_f64())
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some(cancel_requested) => Heartbeat::Held { cancel_requested },
+        None => Heartbeat::Lost,
+    })
+}
+
+/// Records progress in [0, 1] with an optional log line; false if the lease is lost.
+pub async fn progress(pool: &PgPool, lease: &Lease, fraction: f64, message: Option<&str>) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let r = sqlx::query(&format!("UPDATE jobs SET progress = $4, updated_at = now() WHERE {FENCE}"))
+        .bind(lease.job_id)
+        .bind(lease.attempt as i32)
+        .bind(&lease.worker_id)
+        .bind(fraction.clamp(0.0, 1.0))
+        .execute(&mut *tx)
+        .await?;
+    if r.rows_affected() == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    insert_event(&mut tx, lease.job_id, "progress", None, Some(fraction.clamp(0.0, 1.0)), message).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Appends a log line to a running job's events; false if the lease is lost.
+pub async fn log(pool: &PgPool, lease: &Lease, message: &str) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let held: bool = sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM jobs WHERE {FENCE})"))
+        .bind(lease.job_id)
+        .bind(lease.attempt as i32)
+        .bind(&lease.worker_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if held {
+        insert_event(&mut tx, lease.job_id, "log", None, None, Some(message)).await?;
+    }
+    tx.commit().await?;
+    Ok(held)
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Succeeded(Value),
+    /// Worth another attempt (after backoff) if attempts remain.
+    Retryable(String),
+    /// Retrying cannot help: bad input, an unknown kind.
+    Fatal(String),
+    /// The compute stopped because cancellation was requested.
+    Cancelled,
+    /// Given back unfinished (worker shutdown); the attempt does not count.
+    Released,
+}
+
+/// Writes an attempt's outcome. Returns false when the lease was lost, in
+/// which case nothing is written.
+pub async fn finish(pool: &PgPool, lease: &Lease, outcome: Outcome, cfg: &ServiceConfig) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(i32, i32)> =
+        sqlx::query_as(&format!("SELECT attempt, max_attempts FROM jobs WHERE {FENCE} FOR UPDATE"))
+            .bind(lease.job_id)
+            .bind(lease.attempt as i32)
+            .bind(&lease.worker_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((attempt, max_attempts)) = row else {
+        tx.rollback().await?;
+        return Ok(false);
+    };
+    let (state, result, error, delay, attempt_delta): (JobState, Option<Value>, Option<String>, Duration, i32) =
+        match outcome {
+            Outcome::Succeeded(v) => (JobState::Succeeded, Some(v), None, Duration::ZERO, 0),
+            Outcome::Fatal(e) => (JobState::Failed, None, Some(e), Duration::ZERO, 0),
+            Outcome::Cancelled => (JobState::Cancelled, None, Some("cancelled".into()), Duration::ZERO, 0),
+            Outcome::Released => (JobState::Queued, None, None, Duration::ZERO, -1),
+            Outcome::Retryable(e) if attempt >= max_attempts => {
+                (JobState::Failed, None, Some(format!("{e} (after {attempt} attempts)")), Duration::ZERO, 0)
+            }
+            Outcome::Retryable(e) => (JobState::RetryWait, None, Some(e), cfg.backoff(attempt as u32), 0),
+        };
+    sqlx::query(
+        "UPDATE jobs SET state = $2, result = $3, last_error = coalesce($4, last_error), \
+           run_at = now() + make_interval(secs => $5), attempt = attempt + $6, \
+           progress = CASE WHEN $2 = 'succeeded' THEN 1 ELSE progress END, \
+           worker_id = NULL, lease_expires_at = NULL, updated_at = now(), \
+           finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN now() END \
+         WHERE id = $1",
+    )
+    .bind(lease.job_id)
+    .bind(state.as_str())
+    .bind(&result)
+    .bind(&error)
+    .bind(delay.as_secs_f64())
+    .bind(attempt_delta)
+    .execute(&mut *tx)
+    .await?;
+    insert_event(&mut tx, lease.job_id, "state", Some(state), None, error.as_deref()).await?;
+    if !state.is_final() {
+        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(lease.job_id.to_string()).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Re-queues (or fails, or cancels) running jobs whose lease expired.
+/// Safe to run from every process at once.
+pub async fn reap_expired(pool: &PgPool, cfg: &ServiceConfig) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(
+        "WITH expired AS ( \
+           SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED) \
+         UPDATE jobs j SET \
+           state = CASE WHEN j.cancel_requested THEN 'cancelled' \
+                        WHEN j.attempt >= j.max_attempts THEN 'failed' ELSE 'retry_wait' END, \
+           run_at = now() + make_interval(secs => least($2::float8, $1::float8 * power(2, greatest(j.attempt - 1, 0)))), \
+           last_error = 'lease expired: worker ' || coalesce(j.worker_id, '?') || ' stopped heartbeating during attempt ' || j.attempt, \
+           worker_id = NULL, lease_expires_at = NULL, updated_at = now(), \
+           finished_at = CASE WHEN j.cancel_requested OR j.attempt >= j.max_attempts THEN now() END \
+         FROM expired WHERE j.id = expired.id RETURNING j.id, j.state, j.last_error",
+    )
+    .bind(cfg.retry_base_ms as f64 / 1000.0)
+    .bind(cfg.retry_max_ms as f64 / 1000.0)
+    .fetch_all(&mut *tx)
+    .await?;
+    for r in &rows {
+        let id: Uuid = r.try_get("id")?;
+        let state = JobState::parse(&r.try_get::<String, _>("state")?)?;
+        let msg: String = r.try_get("last_error")?;
+        insert_event(&mut tx, id, "state", Some(state), None, Some(&msg)).await?;
+        if !state.is_final() {
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(id.to_string()).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
+    if !rows.is_empty() {
+        tracing::info!(count = rows.len(), "re-queued jobs with expired leases");
+    }
+    Ok(rows.len() as u64)
+}
+
+pub async fn get(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
+    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND lab_id = $2"))
+        .bind(id)
+        .bind(lab_id)
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| Error::not_found("job", id))?;
+    job_from_row(&row)
+}
+
+/// Cancels a job: at once if it is waiting, cooperatively if it runs.
+pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
+    let mut tx = pool.begin().await?;
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE")
+        .bind(id)
+        .bind(lab_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let state = JobState::parse(&state.ok_or_else(|| Error::not_found("job", id))?)?;
+    match state {
+        JobState::Queued | JobState::RetryWait => {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(&mut tx, id, "state", Some(JobState::Cancelled), None, Some("cancelled before it ran")).await?;
+        }
+        JobState::Running => {
+            sqlx::query("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            insert_event(&mut tx, id, "log", None, None, Some("cancellation requested")).await?;
+            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_CANCEL).bind(id.to_string()).execute(&mut *tx).await?;
+        }
+        JobState::Cancelled => {}
+        JobState::Succeeded | JobState::Failed => {
+            return Err(Error::new(
+                ErrorCode::FailedPrecondition,
+                format!("job {id} already {} and cannot be cancelled", state.as_str()),
+            ));
+        }
+    }
+    tx.commit().await?;
+    get(pool, lab_id, id).await
+}
+
+/// Lists a lab's jobs, newest first, with keyset pagination.
+pub async fn list(pool: &PgPool, lab_id: Uuid, filter: &JobFilter) -> Result<Page<Job>> {
+    let limit = filter.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid(format!("limit: must be between 1 and 1000, got {limit}")));
+    }
+    let cursor = filter.page_token.as_deref().map(decode_cursor).transpose()?;
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE lab_id = $1 \
+           AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5)) \
+         ORDER BY created_at DESC, id DESC LIMIT $6"
+    ))
+    .bind(lab_id)
+    .bind(filter.state.map(JobState::as_str))
+    .bind(&filter.kind)
+    .bind(cursor.map(|c| c.0))
+    .bind(cursor.map(|c| c.1))
+    .bind(limit as i64 + 1)
+    .fetch_all(pool)
+    .await?;
+    let mut items = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    let next_page_token = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|j| encode_cursor(j.created_at, j.id))
+    } else {
+        None
+    };
+    Ok(Page { items, next_page_token })
+}
+
+pub(crate) fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
+    format!("{}_{}", at.timestamp_micros(), id.simple())
+}
+
+pub(crate) fn decode_cursor(s: &str) -> Result<(chrono::DateTime<chrono::Utc>, Uuid)> {
+    let bad = || Error::invalid(format!("page_token: {s:?} is not a token this server issued"));
+    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+    let at = chrono::DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
+/// A job's events after `after` (an event id), oldest first.
+pub async fn events(pool: &PgPool, lab_id: Uuid, id: Uuid, after: i64) -> Result<Vec<JobEvent>> {
+    let owned: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lab_id = $2)")
+        .bind(id)
+        .bind(lab_id)
+        .fetch_one(pool)
+        .await?;
+    if !owned {
+        return Err(Error::not_found("job", id));
+    }
+    let rows = sqlx::query(
+        "SELECT id, job_id, kind, state, progress, message, created_at FROM job_events \
+         WHERE job_id = $1 AND id > $2 ORDER BY id LIMIT 1000",
+    )
+    .bind(id)
+    .bind(after)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let state: Option<String> = r.try_get("state")?;
+            Ok(JobEvent {
+                id: r.try_get("id")?,
+                job_id: r.try_get("job_id")?,
+                kind: r.try_get("kind")?,
+                state: state.as_deref().map(JobState::parse).transpose()?,
+                progress: r.try_get("progress")?,
+                message: r.try_get("message")?,
+                at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
+}

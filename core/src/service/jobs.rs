@@ -1,0 +1,117 @@
+//! Jobs: submission (with validation of everything a job will need, so a bad
+//! request fails now rather than on a worker), reads, cancellation and the
+//! live event stream.
+
+use futures::Stream;
+use uuid::Uuid;
+
+use super::Service;
+use crate::auth::Caller;
+use crate::catalog::check_metric_ids;
+use crate::error::{Error, Result};
+use crate::model::{ArrayMeta, Job, JobEvent, JobFilter, JobSpec, NewJob, Page};
+use crate::queue;
+
+/// Stimuli a compare job needs at least (an RDM over 3 stimuli has 3 pairs).
+pub const MIN_STIMULI: u64 = 3;
+
+/// The stimulus axis of a compare input: N×D, or reps×N×D averaged over reps.
+pub fn stimulus_count(field: &str, meta: &ArrayMeta) -> Result<u64> {
+    match meta.shape.as_slice() {
+        [n, _] | [_, n, _] => Ok(*n),
+        other => Err(Error::invalid(format!(
+            "{field}: array {} has shape {other:?}; compare needs stimuli × features (2-D) or repetitions × stimuli × features (3-D)",
+            meta.id
+        ))),
+    }
+}
+
+impl Service {
+    pub async fn submit_job(&self, caller: &Caller, job: NewJob) -> Result<(Job, bool)> {
+        self.validate_spec(caller, &job.spec).await?;
+        queue::submit(&self.pool, caller.lab_id(), job, &self.cfg).await
+    }
+
+    async fn validate_spec(&self, caller: &Caller, spec: &JobSpec) -> Result<()> {
+        match spec {
+            JobSpec::Compare(c) => {
+                check_metric_ids(&c.metrics)?;
+                let (a, _) = self.array_with_blob(caller.lab_id(), c.a).await.map_err(|e| name_field(e, "a"))?;
+                let (b, _) = self.array_with_blob(caller.lab_id(), c.b).await.map_err(|e| name_field(e, "b"))?;
+                let (na, nb) = (stimulus_count("a", &a)?, stimulus_count("b", &b)?);
+                if na != nb {
+                    return Err(Error::invalid(format!(
+                        "b: stimulus counts differ: a {} has {na} stimuli (shape {:?}), b {} has {nb} (shape {:?})",
+                        a.id, a.shape, b.id, b.shape
+                    )));
+                }
+                if na < MIN_STIMULI {
+                    return Err(Error::invalid(format!("a: compare needs at least {MIN_STIMULI} stimuli, got {na}")));
+                }
+                Ok(())
+            }
+            JobSpec::Noop(n) => {
+                if n.duration_ms > 3_600_000 {
+                    return Err(Error::invalid("duration_ms: must be at most one hour"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub async fn get_job(&self, caller: &Caller, id: Uuid) -> Result<Job> {
+        queue::get(&self.pool, caller.lab_id(), id).await
+    }
+
+    pub async fn list_jobs(&self, caller: &Caller, filter: &JobFilter) -> Result<Page<Job>> {
+        queue::list(&self.pool, caller.lab_id(), filter).await
+    }
+
+    pub async fn cancel_job(&self, caller: &Caller, id: Uuid) -> Result<Job> {
+        queue::cancel(&self.pool, caller.lab_id(), id).await
+    }
+
+    pub async fn job_events(&self, caller: &Caller, id: Uuid, after: i64) -> Result<Vec<JobEvent>> {
+        queue::events(&self.pool, caller.lab_id(), id, after).await
+    }
+
+    /// Every event of the job after `after`, live, ending after the final
+    /// state. Woken by notifications, with polling as the fallback.
+    pub fn watch_job(&self, caller: &Caller, id: Uuid, after: i64) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
+        let (pool, lab_id, poll) = (self.pool.clone(), caller.lab_id(), self.cfg.poll());
+        let mut rx = self.notes.events.subscribe();
+        async_stream::try_stream! {
+            let mut last = after;
+            loop {
+                let batch = queue::events(&pool, lab_id, id, last).await?;
+                let mut finished = false;
+                for e in batch {
+                    last = e.id;
+                    finished |= e.state.is_some_and(|s| s.is_final());
+                    yield e;
+                }
+                if finished || (last == after && queue::get(&pool, lab_id, id).await?.state.is_final() && after > 0) {
+                    break;
+                }
+                let deadline = tokio::time::sleep(poll);
+                tokio::pin!(deadline);
+                loop {
+                    tokio::select! {
+                        _ = &mut deadline => break,
+                        got = rx.recv() => match got {
+                            Ok(changed) if changed != id => continue,
+                            _ => break,
+                        },
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn name_field(e: Error, field: &str) -> Error {
+    match e {
+        Error::Client { code, message } => Error::Client { code, message: format!("{field}: {message}") },
+        other => other,
+    }
+}

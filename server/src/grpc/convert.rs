@@ -1,0 +1,73 @@
+//! Domain values to proto messages.
+
+use neuralign_core::model::{ArrayMeta, Job, JobEvent, Lab};
+use neuralign_proto::v1;
+
+pub fn lab(l: Lab) -> v1::Lab {
+    let Lab { id, name, max_running_jobs, created_at } = l;
+    v1::Lab { id: id.to_string(), name, max_running_jobs, created_at: created_at.to_rfc3339() }
+}
+
+pub fn array(a: ArrayMeta) -> v1::Array {
+    let ArrayMeta { id, name, dtype, shape, sha256, size_bytes, created_at } = a;
+    v1::Array { id: id.to_string(), name, dtype, shape, sha256, size_bytes, created_at: created_at.to_rfc3339() }
+}
+
+pub fn job(j: Job) -> v1::Job {
+    let Job {
+        id,
+        kind,
+        state,
+        priority,
+        attempt,
+        max_attempts,
+        progress,
+        spec,
+        result,
+        error,
+        idempotency_key,
+        cancel_requested,
+        created_at,
+        started_at,
+        finished_at,
+    } = j;
+    v1::Job {
+        id: id.to_string(),
+        kind,
+        state: state.as_str().to_string(),
+        priority,
+        attempt,
+        max_attempts,
+        progress,
+        spec_json: spec.to_string(),
+        result_json: result.map(|r| r.to_string()).unwrap_or_default(),
+        error: error.unwrap_or_default(),
+        idempotency_key: idempotency_key.unwrap_or_default(),
+        cancel_requested,
+        created_at: created_at.to_rfc3339(),
+        started_at: started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        finished_at: finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+    }
+}
+
+pub fn event(e: JobEvent) -> v1::JobEvent {
+    let JobEvent { id, job_id, kind, state, progress, message, at } = e;
+    v1::JobEvent {
+        id,
+        job_id: job_id.to_string(),
+        kind,
+        state: state.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        progress: progress.unwrap_or_default(),
+        message: message.unwrap_or_default(),
+        at: at.to_rfc3339(),
+    }
+}
+
+/// Empty proto strings mean "not set".
+pub fn opt(s: String) -> Option<String> {
+    if s.is_empty() {
+        None
+    } else {
+        Some(s)
+    }
+}

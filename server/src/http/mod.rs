@@ -1,0 +1,56 @@
+//! The HTTP transport: axum handlers that decode requests into domain
+//! values, call the service layer and encode its answer. No logic lives here.
+
+mod arrays;
+mod extract;
+mod jobs;
+mod labs;
+mod openapi;
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub use extract::{Auth, JsonBody};
+
+pub fn router(state: AppState) -> Router {
+    let json_limit = state.max_json_bytes;
+    let v1 = Router::new()
+        .route("/labs", post(labs::create_lab).get(labs::list_labs))
+        .route("/labs/{id}/keys", post(labs::create_key))
+        .route("/arrays", post(arrays::upload).get(arrays::list).layer(DefaultBodyLimit::disable()))
+        .route("/arrays/{id}", get(arrays::get_one))
+        .route("/arrays/{id}/data", get(arrays::download))
+        .route("/jobs", post(jobs::submit).get(jobs::list))
+        .route("/jobs/{id}", get(jobs::get_one))
+        .route("/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/jobs/{id}/events", get(jobs::events))
+        .route("/jobs/{id}/result", get(jobs::result))
+        .route("/metrics", get(jobs::metrics))
+        .route("/openapi.json", get(openapi::spec));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .with_state(state)
+}
+
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "the process is up")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "serving"), (status = 503, description = "shutting down or database unreachable")))]
+async fn readyz(State(state): State<AppState>) -> (StatusCode, &'static str) {
+    if state.ready.load(Ordering::SeqCst) && state.service.ready().await {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}

@@ -1,0 +1,33 @@
+//! `GET /v1/openapi.json`, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "neuralign", description = "Score deep networks against brain data"),
+    paths(
+        super::healthz, super::readyz,
+        super::labs::create_lab, super::labs::list_labs, super::labs::create_key,
+        super::arrays::upload, super::arrays::list, super::arrays::get_one, super::arrays::download,
+        super::jobs::submit, super::jobs::list, super::jobs::get_one, super::jobs::cancel,
+        super::jobs::events, super::jobs::result, super::jobs::metrics,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    }
+}
+
+pub async fn spec() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

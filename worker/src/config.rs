@@ -1,0 +1,52 @@
+//! Worker settings: how many jobs at once, which kinds, on which device.
+
+/// Settings of the job-running loop.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerConfig {
+    /// Jobs this process runs at once.
+    #[arg(long = "worker-concurrency", env = "NEURALIGN_WORKER_CONCURRENCY", default_value_t = 2)]
+    pub concurrency: usize,
+    /// Compute device: `auto` (cuda:0 when present, else cpu), `cpu`, or
+    /// `cuda:N` (fails at start when absent).
+    #[arg(long, env = "NEURALIGN_DEVICE", default_value = "auto")]
+    pub device: String,
+    /// Job kinds this worker takes (comma separated).
+    #[arg(long = "worker-kinds", env = "NEURALIGN_WORKER_KINDS", value_delimiter = ',', default_value = "compare,noop")]
+    pub kinds: Vec<String>,
+    /// A name for this worker in job events; defaults to host:pid.
+    #[arg(long = "worker-id", env = "NEURALIGN_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// On shutdown, how long a running job may take to finish before it is
+    /// released back to the queue, in milliseconds.
+    #[arg(long = "drain-ms", env = "NEURALIGN_DRAIN_MS", default_value_t = 20_000)]
+    pub drain_ms: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 2,
+            device: "auto".into(),
+            kinds: vec!["compare".into(), "noop".into()],
+            worker_id: None,
+            drain_ms: 20_000,
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Resolves the device, failing fast when CUDA is asked for and absent.
+    pub fn resolve_device(&self) -> anyhow::Result<tch::Device> {
+        if self.device == "auto" {
+            return Ok(tch::Device::cuda_if_available());
+        }
+        Ok(neuralign_engine::parse_device(&self.device)?)
+    }
+
+    pub fn worker_id(&self) -> String {
+        self.worker_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "host".into());
+            format!("{}:{}", host.trim(), std::process::id())
+        })
+    }
+}

@@ -1,0 +1,107 @@
+//! Job kinds. Each is a type implementing `JobKind` with a typed spec and
+//! output; `run_claimed` dispatches on the stored kind name.
+
+mod compare;
+mod noop;
+
+use std::future::Future;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use neuralign_core::queue::Outcome;
+use neuralign_core::Service;
+
+pub use compare::Compare;
+pub use noop::Noop;
+
+/// How a job attempt failed.
+#[derive(Debug)]
+pub enum JobError {
+    /// Transient: worth another attempt.
+    Retryable(String),
+    /// Permanent: the input is wrong or the job cannot succeed.
+    Fatal(String),
+    Cancelled,
+}
+
+impl From<neuralign_engine::EngineError> for JobError {
+    fn from(e: neuralign_engine::EngineError) -> Self {
+        match e {
+            neuralign_engine::EngineError::Invalid(m) => JobError::Fatal(m),
+            neuralign_engine::EngineError::Cancelled => JobError::Cancelled,
+            other => JobError::Retryable(other.to_string()),
+        }
+    }
+}
+
+impl From<neuralign_core::Error> for JobError {
+    fn from(e: neuralign_core::Error) -> Self {
+        match e.code() {
+            neuralign_core::ErrorCode::InvalidArgument
+            | neuralign_core::ErrorCode::NotFound
+            | neuralign_core::ErrorCode::FailedPrecondition => JobError::Fatal(e.client_message()),
+            _ => JobError::Retryable(e.to_string()),
+        }
+    }
+}
+
+/// What a running job can see and use.
+#[derive(Clone)]
+pub struct JobContext {
+    pub service: Service,
+    pub job_id: Uuid,
+    pub lab_id: Uuid,
+    pub attempt: u32,
+    pub device: tch::Device,
+    pub cancel: CancellationToken,
+    pub progress: mpsc::UnboundedSender<(f64, Option<String>)>,
+}
+
+impl JobContext {
+    pub fn report(&self, fraction: f64, message: Option<String>) {
+        let _ = self.progress.send((fraction, message));
+    }
+}
+
+pub trait JobKind {
+    const KIND: &'static str;
+    type Spec: DeserializeOwned + Send;
+    type Output: Serialize;
+    fn run(ctx: JobContext, spec: Self::Spec) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+}
+
+async fn run_kind<K: JobKind>(ctx: JobContext, spec: Value) -> Outcome {
+    // The stored spec is tagged with its kind; the typed spec is the rest.
+    let spec = match spec {
+        Value::Object(mut m) => {
+            m.remove("kind");
+            Value::Object(m)
+        }
+        other => other,
+    };
+    let spec: K::Spec = match serde_json::from_value(spec) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Fatal(format!("spec: {e}")),
+    };
+    match K::run(ctx, spec).await {
+        Ok(out) => match serde_json::to_value(out) {
+            Ok(v) => Outcome::Succeeded(v),
+            Err(e) => Outcome::Fatal(format!("result could not be encoded: {e}")),
+        },
+        Err(JobError::Retryable(m)) => Outcome::Retryable(m),
+        Err(JobError::Fatal(m)) => Outcome::Fatal(m),
+        Err(JobError::Cancelled) => Outcome::Cancelled,
+    }
+}
+
+pub async fn run_claimed(kind: &str, ctx: JobContext, spec: Value) -> Outcome {
+    match kind {
+        Compare::KIND => run_kind::<Compare>(ctx, spec).await,
+        Noop::KIND => run_kind::<Noop>(ctx, spec).await,
+        other => Outcome::Fatal(format!("kind: this worker cannot run jobs of kind {other:?}")),
+    }
+}

@@ -1,0 +1,12 @@
+//! neuralign's job runner. The same loop runs in the `neuralign-worker`
+//! binary (any number of processes on any number of machines, all pointed at
+//! one Postgres) and inside `neuralign-server` for the one-machine default.
+//! Compute runs off the async runtime in `spawn_blocking`, with a
+//! cancellation token and a progress channel.
+
+pub mod config;
+pub mod jobs;
+pub mod runner;
+
+pub use config::WorkerConfig;
+pub use runner::{spawn_reaper, spawn_workers};
