@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the README's first command (scripts/up.sh) on its own ports and
+# Postgres, and checks that it reaches /readyz and a succeeded demo job.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+log=$(mktemp)
+(
+  unset DATABASE_URL
+  export NEURALIGN_PG_NAME=smoke NEURALIGN_PG_PORT=55434
+  export NEURALIGN_HTTP_ADDR=127.0.0.1:18480 NEURALIGN_GRPC_ADDR=127.0.0.1:18481
+  export NEURALIGN_ADMIN_KEY_FILE="$root/.neuralign/smoke_admin_key"
+  exec setsid bash "$root/scripts/up.sh"
+) >"$log" 2>&1 &
+pid=$!
+cleanup() { kill -TERM -- -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 600); do
+  grep -q "demo job succeeded" "$log" && break
+  if ! kill -0 "$pid" 2>/dev/null || grep -q "demo failed" "$log"; then break; fi
+  sleep 1
+done
+if grep -q "demo job succeeded" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null; then
+  grep -E "demo job succeeded|HTTP API" "$log"
+  echo "smoke: 1 passed, 0 failed"
+else
+  echo "smoke: the up command did not reach a succeeded demo job; its log:"
+  cat "$log"
+  echo "smoke: 0 passed, 1 failed"
+  exit 1
+fi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one command that runs the whole test suite: installs what is missing,
+# starts a private Postgres for the tests (unless DATABASE_URL is set), runs
+# every Rust test (real Postgres, libtorch, HTTP and gRPC clients), then runs
+# the README's first command and checks it reaches a healthy server and a
+# finished demo job.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+source "$NEURALIGN_ROOT/scripts/pg.sh"
+cd "$NEURALIGN_ROOT"
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  pg_start test "${NEURALIGN_TEST_PG_PORT:-55433}" max_connections=400 fsync=off synchronous_commit=off full_page_writes=off
+  trap 'pg_stop test' EXIT
+fi
+
+cargo build --workspace --all-targets
+cargo test --workspace -- --test-threads "${NEURALIGN_TEST_THREADS:-4}"
+
+bash "$NEURALIGN_ROOT/scripts/smoke_up.sh"
