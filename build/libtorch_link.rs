@@ -5,7 +5,9 @@
 //! `--no-as-needed` the linker drops it and CUDA silently disappears).
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
-    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else { return };
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        return;
+    };
     println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
     let dir = std::path::Path::new(&lib);
     if dir.join("libtorch_cuda.so").exists() {

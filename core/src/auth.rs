@@ -31,7 +31,10 @@ impl Caller {
         if self.is_admin {
             Ok(())
         } else {
-            Err(Error::new(ErrorCode::PermissionDenied, "this operation needs an admin key"))
+            Err(Error::new(
+                ErrorCode::PermissionDenied,
+                "this operation needs an admin key",
+            ))
         }
     }
 }
@@ -61,14 +64,16 @@ pub(crate) async fn insert_key(
     is_admin: bool,
 ) -> Result<Uuid> {
     let id = Uuid::new_v4();
-    sqlx::query("INSERT INTO api_keys (id, lab_id, key_hash, prefix, is_admin) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(lab_id)
-        .bind(hash_key(key))
-        .bind(key_prefix(key))
-        .bind(is_admin)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO api_keys (id, lab_id, key_hash, prefix, is_admin) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(lab_id)
+    .bind(hash_key(key))
+    .bind(key_prefix(key))
+    .bind(is_admin)
+    .execute(conn)
+    .await?;
     Ok(id)
 }
 
@@ -77,23 +82,37 @@ pub async fn authenticate(pool: &PgPool, token: Option<&str>) -> Result<Caller> 
     let token = token
         .map(str::trim)
         .filter(|t| !t.is_empty())
-        .ok_or_else(|| Error::unauthenticated("missing api key: send `Authorization: Bearer <key>`"))?;
-    let row: Option<(Uuid, Uuid, bool)> =
-        sqlx::query_as("SELECT id, lab_id, is_admin FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
-            .bind(hash_key(token))
-            .fetch_optional(pool)
-            .await?;
-    let (key_id, lab_id, is_admin) = row.ok_or_else(|| Error::unauthenticated("invalid api key"))?;
-    Ok(Caller { lab_id, key_id, is_admin })
+        .ok_or_else(|| {
+            Error::unauthenticated("missing api key: send `Authorization: Bearer <key>`")
+        })?;
+    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
+        "SELECT id, lab_id, is_admin FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+    )
+    .bind(hash_key(token))
+    .fetch_optional(pool)
+    .await?;
+    let (key_id, lab_id, is_admin) =
+        row.ok_or_else(|| Error::unauthenticated("invalid api key"))?;
+    Ok(Caller {
+        lab_id,
+        key_id,
+        is_admin,
+    })
 }
 
 /// Makes sure an admin key exists. With `configured` set, that key is
 /// registered (idempotently); otherwise, if no admin key exists yet, a new
 /// one is created and returned so that start-up can print it once.
-pub async fn ensure_admin_key(pool: &PgPool, configured: Option<&str>, max_running: i32) -> Result<Option<String>> {
+pub async fn ensure_admin_key(
+    pool: &PgPool,
+    configured: Option<&str>,
+    max_running: i32,
+) -> Result<Option<String>> {
     let mut tx = pool.begin().await?;
     // Two servers starting together must not both create a key.
-    sqlx::query("SELECT pg_advisory_xact_lock(7242001)").execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7242001)")
+        .execute(&mut *tx)
+        .await?;
     let lab_id: Uuid = match sqlx::query_scalar("SELECT id FROM labs WHERE name = $1")
         .bind(SYSTEM_LAB)
         .fetch_optional(&mut *tx)
@@ -113,19 +132,22 @@ pub async fn ensure_admin_key(pool: &PgPool, configured: Option<&str>, max_runni
     };
     let created = match configured {
         Some(key) => {
-            let known: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1)")
-                .bind(hash_key(key))
-                .fetch_one(&mut *tx)
-                .await?;
+            let known: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_hash = $1)")
+                    .bind(hash_key(key))
+                    .fetch_one(&mut *tx)
+                    .await?;
             if !known {
                 insert_key(&mut tx, lab_id, key, true).await?;
             }
             None
         }
         None => {
-            let any: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE is_admin AND revoked_at IS NULL)")
-                .fetch_one(&mut *tx)
-                .await?;
+            let any: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE is_admin AND revoked_at IS NULL)",
+            )
+            .fetch_one(&mut *tx)
+            .await?;
             if any {
                 None
             } else {

@@ -34,7 +34,10 @@ pub struct BlobWriter {
 impl BlobWriter {
     pub async fn begin(pool: &PgPool, chunk_bytes: usize, max_bytes: u64) -> Result<Self> {
         let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO blobs (id, state) VALUES ($1, 'writing')").bind(id).execute(pool).await?;
+        sqlx::query("INSERT INTO blobs (id, state) VALUES ($1, 'writing')")
+            .bind(id)
+            .execute(pool)
+            .await?;
         Ok(BlobWriter {
             pool: pool.clone(),
             id,
@@ -93,13 +96,17 @@ impl BlobWriter {
     pub async fn finalize(&mut self, tx: &mut PgConnection) -> Result<BlobRef> {
         self.flush().await?;
         let sha = self.hasher.clone().finalize().to_vec();
-        let existing: Option<Uuid> = sqlx::query_scalar("SELECT id FROM blobs WHERE sha256 = $1 AND state = 'ready'")
-            .bind(&sha)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let existing: Option<Uuid> =
+            sqlx::query_scalar("SELECT id FROM blobs WHERE sha256 = $1 AND state = 'ready'")
+                .bind(&sha)
+                .fetch_optional(&mut *tx)
+                .await?;
         let id = match existing {
             Some(existing) => {
-                sqlx::query("DELETE FROM blobs WHERE id = $1").bind(self.id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM blobs WHERE id = $1")
+                    .bind(self.id)
+                    .execute(&mut *tx)
+                    .await?;
                 existing
             }
             None => {
@@ -114,7 +121,11 @@ impl BlobWriter {
                 self.id
             }
         };
-        Ok(BlobRef { id, sha256: hex::encode(sha), size_bytes: self.size })
+        Ok(BlobRef {
+            id,
+            sha256: hex::encode(sha),
+            size_bytes: self.size,
+        })
     }
 
     /// Disarms the clean-up: the blob's transaction has committed.
@@ -149,7 +160,10 @@ pub async fn delete_abandoned(pool: &PgPool, age: std::time::Duration) -> Result
 }
 
 /// The blob's bytes as a stream of chunks, one row in memory at a time.
-pub fn read_stream(pool: PgPool, blob_id: Uuid) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
+pub fn read_stream(
+    pool: PgPool,
+    blob_id: Uuid,
+) -> impl Stream<Item = Result<Bytes>> + Send + 'static {
     async_stream::try_stream! {
         let mut seq = 0i32;
         loop {

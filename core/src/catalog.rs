@@ -47,13 +47,18 @@ pub fn metrics() -> Vec<MetricInfo> {
 /// Fails with a message naming the unknown id and the known ones.
 pub fn check_metric_ids(ids: &[String]) -> crate::Result<()> {
     if ids.is_empty() {
-        return Err(crate::Error::invalid("metrics: list is empty; name at least one metric id"));
+        return Err(crate::Error::invalid(
+            "metrics: list is empty; name at least one metric id",
+        ));
     }
     let known = metrics();
     for id in ids {
         if !known.iter().any(|m| m.id == id) {
             let names: Vec<&str> = known.iter().map(|m| m.id).collect();
-            return Err(crate::Error::invalid(format!("metrics: unknown metric id {id:?} (known: {})", names.join(", "))));
+            return Err(crate::Error::invalid(format!(
+                "metrics: unknown metric id {id:?} (known: {})",
+                names.join(", ")
+            )));
         }
     }
     Ok(())

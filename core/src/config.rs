@@ -70,7 +70,9 @@ impl ServiceConfig {
             )));
         }
         if self.default_max_attempts == 0 || self.default_lab_max_running <= 0 {
-            return Err(Error::invalid("default_max_attempts and default_lab_max_running must be positive"));
+            return Err(Error::invalid(
+                "default_max_attempts and default_lab_max_running must be positive",
+            ));
         }
         Ok(())
     }
@@ -86,7 +88,10 @@ impl ServiceConfig {
     /// Delay before attempt `attempt + 1` after attempt `attempt` failed.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let ms = self.retry_base_ms.saturating_mul(1u64 << exp).min(self.retry_max_ms);
+        let ms = self
+            .retry_base_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.retry_max_ms);
         Duration::from_millis(ms)
     }
 }

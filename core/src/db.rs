@@ -14,7 +14,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool> {
         .acquire_timeout(std::time::Duration::from_secs(10))
         .connect(url)
         .await
-        .map_err(|e| Error::new(ErrorCode::Unavailable, format!("cannot connect to postgres: {e}")))
+        .map_err(|e| {
+            Error::new(
+                ErrorCode::Unavailable,
+                format!("cannot connect to postgres: {e}"),
+            )
+        })
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<()> {
@@ -23,11 +28,16 @@ pub async fn migrate(pool: &PgPool) -> Result<()> {
 
 /// Fails unless every migration this binary knows has been applied.
 pub async fn check_schema(pool: &PgPool) -> Result<()> {
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
-        .await
-        .unwrap_or_default();
-    let missing: Vec<i64> = MIGRATOR.iter().map(|m| m.version).filter(|v| !applied.contains(v)).collect();
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await
+            .unwrap_or_default();
+    let missing: Vec<i64> = MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !applied.contains(v))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {

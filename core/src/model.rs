@@ -63,7 +63,10 @@ impl JobState {
             .ok_or_else(|| Error::invalid(format!("state: unknown job state {s:?} (expected one of queued, running, retry_wait, succeeded, failed, cancelled)")))
     }
     pub fn is_final(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -89,7 +92,10 @@ pub struct CompareSpec {
 
 impl CompareSpec {
     pub fn default_metrics() -> Vec<String> {
-        vec!["linear_cka".to_string(), "rsa_correlation_spearman".to_string()]
+        vec![
+            "linear_cka".to_string(),
+            "rsa_correlation_spearman".to_string(),
+        ]
     }
 }
 
@@ -103,6 +109,46 @@ pub struct NoopSpec {
 }
 
 impl JobSpec {
+    pub const KINDS: [&'static str; 2] = ["compare", "noop"];
+
+    /// Decodes a spec from JSON, naming the offending field (`spec.b`) in
+    /// errors, which serde's tagged-enum decoding cannot do by itself.
+    pub fn from_json(value: serde_json::Value) -> Result<JobSpec> {
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(Error::invalid(
+                "spec: must be an object with a `kind` field",
+            ));
+        };
+        let kind = match fields.remove("kind") {
+            Some(serde_json::Value::String(k)) => k,
+            Some(other) => {
+                return Err(Error::invalid(format!(
+                    "spec.kind: expected a string, got {other}"
+                )))
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "spec.kind: missing (one of {})",
+                    Self::KINDS.join(", ")
+                )))
+            }
+        };
+        fn typed<T: serde::de::DeserializeOwned>(
+            fields: serde_json::Map<String, serde_json::Value>,
+        ) -> Result<T> {
+            serde_path_to_error::deserialize(serde_json::Value::Object(fields))
+                .map_err(|e| Error::invalid(format!("spec.{}: {}", e.path(), e.inner())))
+        }
+        match kind.as_str() {
+            "compare" => typed(fields).map(JobSpec::Compare),
+            "noop" => typed(fields).map(JobSpec::Noop),
+            other => Err(Error::invalid(format!(
+                "spec.kind: unknown job kind {other:?} (known: {})",
+                Self::KINDS.join(", ")
+            ))),
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             JobSpec::Compare(_) => "compare",
@@ -169,5 +215,9 @@ pub struct Page<T> {
 
 /// Parses an id from a path or request field, naming the field on failure.
 pub fn parse_id(field: &str, s: &str) -> Result<Uuid> {
-    Uuid::parse_str(s).map_err(|_| Error::invalid(format!("{field}: {s:?} is not a valid id (expected a UUID)")))
+    Uuid::parse_str(s).map_err(|_| {
+        Error::invalid(format!(
+            "{field}: {s:?} is not a valid id (expected a UUID)"
+        ))
+    })
 }

@@ -43,7 +43,10 @@ impl Notifications {
         tokio::spawn(async move {
             let mut listener = loop {
                 match PgListener::connect_with(&pool).await {
-                    Ok(mut l) => match l.listen_all([CHANNEL_JOBS, CHANNEL_EVENTS, CHANNEL_CANCEL]).await {
+                    Ok(mut l) => match l
+                        .listen_all([CHANNEL_JOBS, CHANNEL_EVENTS, CHANNEL_CANCEL])
+                        .await
+                    {
                         Ok(()) => break l,
                         Err(e) => tracing::warn!(error = %e, "listen failed; retrying"),
                     },
@@ -61,7 +64,9 @@ impl Notifications {
                 };
                 match n {
                     Ok(n) => {
-                        let Ok(id) = Uuid::parse_str(n.payload()) else { continue };
+                        let Ok(id) = Uuid::parse_str(n.payload()) else {
+                            continue;
+                        };
                         let tx = match n.channel() {
                             CHANNEL_JOBS => &this.jobs,
                             CHANNEL_EVENTS => &this.events,

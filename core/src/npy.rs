@@ -77,7 +77,10 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>> {
             if buf.len() < 12 {
                 return Ok(None);
             }
-            (u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize, 12)
+            (
+                u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize,
+                12,
+            )
         }
         v => return Err(bad(&format!("unsupported format version {v}"))),
     };
@@ -87,7 +90,8 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>> {
     if buf.len() < start + len {
         return Ok(None);
     }
-    let text = std::str::from_utf8(&buf[start..start + len]).map_err(|_| bad("header is not text"))?;
+    let text =
+        std::str::from_utf8(&buf[start..start + len]).map_err(|_| bad("header is not text"))?;
     let descr = dict_value(text, "descr").ok_or_else(|| bad("header has no 'descr'"))?;
     let descr = descr.trim().trim_matches('\'').trim_matches('"');
     let dtype = match descr {
@@ -99,22 +103,31 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>> {
             )))
         }
     };
-    let fortran = dict_value(text, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
+    let fortran =
+        dict_value(text, "fortran_order").ok_or_else(|| bad("header has no 'fortran_order'"))?;
     if fortran.trim() != "False" {
         return Err(Error::invalid(
             "fortran_order: Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
         ));
     }
     let shape_text = dict_value(text, "shape").ok_or_else(|| bad("header has no 'shape'"))?;
-    let shape = parse_shape(shape_text).ok_or_else(|| bad(&format!("cannot read shape {shape_text:?}")))?;
-    Ok(Some(Header { dtype, shape, data_offset: start + len }))
+    let shape =
+        parse_shape(shape_text).ok_or_else(|| bad(&format!("cannot read shape {shape_text:?}")))?;
+    Ok(Some(Header {
+        dtype,
+        shape,
+        data_offset: start + len,
+    }))
 }
 
 /// The raw text of `key`'s value in the header's Python dict literal.
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let pat1 = format!("'{key}':");
     let pat2 = format!("\"{key}\":");
-    let pos = text.find(&pat1).map(|p| p + pat1.len()).or_else(|| text.find(&pat2).map(|p| p + pat2.len()))?;
+    let pos = text
+        .find(&pat1)
+        .map(|p| p + pat1.len())
+        .or_else(|| text.find(&pat2).map(|p| p + pat2.len()))?;
     let rest = text[pos..].trim_start();
     let end = if rest.starts_with('(') {
         rest.find(')')? + 1
@@ -141,7 +154,11 @@ pub fn encode_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
         1 => format!("({},)", dims[0]),
         _ => format!("({})", dims.join(", ")),
     };
-    let mut dict = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}", dtype.descr(), shape_text);
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        dtype.descr(),
+        shape_text
+    );
     let unpadded = 10 + dict.len() + 1;
     dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
     dict.push('\n');
@@ -204,7 +221,8 @@ impl Validator {
                 h.data_bytes()
             )));
         }
-        let start_index = (self.data_seen - bytes.len() as u64 - self.carry.len() as u64) / item as u64;
+        let start_index =
+            (self.data_seen - bytes.len() as u64 - self.carry.len() as u64) / item as u64;
         let mut joined;
         let data: &[u8] = if self.carry.is_empty() {
             bytes
@@ -226,9 +244,9 @@ impl Validator {
 
     /// Ends the stream; fails if it stopped early.
     pub fn finish(self) -> Result<Header> {
-        let h = self
-            .header
-            .ok_or_else(|| Error::invalid("file: truncated .npy file (the header is incomplete)"))?;
+        let h = self.header.ok_or_else(|| {
+            Error::invalid("file: truncated .npy file (the header is incomplete)")
+        })?;
         if self.data_seen != h.data_bytes() {
             return Err(Error::invalid(format!(
                 "file: truncated .npy file: shape {:?} needs {} data bytes, got {}",
@@ -259,8 +277,14 @@ pub fn decode_f64(bytes: &[u8]) -> Result<(Vec<u64>, Vec<f64>)> {
     let h = v.finish()?;
     let data = &bytes[h.data_offset..];
     let values = match h.dtype {
-        DType::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4")) as f64).collect(),
-        DType::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8"))).collect(),
+        DType::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4")) as f64)
+            .collect(),
+        DType::F64 => data
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8")))
+            .collect(),
     };
     Ok((h.shape, values))
 }
@@ -302,12 +326,21 @@ mod tests {
         let good = encode_f64(&[2, 2], &[1.0; 4]);
         let err = decode_f64(&good[..good.len() - 3]).unwrap_err();
         assert!(err.to_string().contains("truncated"), "{err}");
-        assert!(decode_f64(b"PK\x03\x04 zip").unwrap_err().to_string().contains("magic"));
+        assert!(decode_f64(b"PK\x03\x04 zip")
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut long = good.clone();
         long.extend_from_slice(&[0; 8]);
-        assert!(decode_f64(&long).unwrap_err().to_string().contains("longer"));
+        assert!(decode_f64(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("longer"));
         let empty = encode_f64(&[0, 3], &[]);
-        assert!(decode_f64(&empty).unwrap_err().to_string().contains("empty"));
+        assert!(decode_f64(&empty)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         let mut int = good.clone();
         let pos = int.windows(3).position(|w| w == b"<f8").unwrap();
         int[pos + 1] = b'i';

@@ -19,7 +19,8 @@ pub const CHANNEL_JOBS: &str = "neuralign_jobs";
 pub const CHANNEL_EVENTS: &str = "neuralign_events";
 pub const CHANNEL_CANCEL: &str = "neuralign_cancel";
 
-const JOB_COLUMNS: &str = "id, kind, state, priority, attempt, max_attempts, progress, spec, result, last_error, \
+const JOB_COLUMNS: &str =
+    "id, kind, state, priority, attempt, max_attempts, progress, spec, result, last_error, \
      idempotency_key, cancel_requested, created_at, started_at, finished_at";
 
 fn job_from_row(r: &sqlx::postgres::PgRow) -> Result<Job> {
@@ -69,14 +70,23 @@ pub(crate) async fn insert_event(
 
 /// Enqueues a job, or returns the lab's existing job with the same
 /// idempotency key. The bool is true when a new job was created.
-pub async fn submit(pool: &PgPool, lab_id: Uuid, job: NewJob, cfg: &ServiceConfig) -> Result<(Job, bool)> {
+pub async fn submit(
+    pool: &PgPool,
+    lab_id: Uuid,
+    job: NewJob,
+    cfg: &ServiceConfig,
+) -> Result<(Job, bool)> {
     let max_attempts = job.max_attempts.unwrap_or(cfg.default_max_attempts);
     if max_attempts == 0 || max_attempts > 100 {
-        return Err(Error::invalid(format!("max_attempts: must be between 1 and 100, got {max_attempts}")));
+        return Err(Error::invalid(format!(
+            "max_attempts: must be between 1 and 100, got {max_attempts}"
+        )));
     }
     if let Some(key) = &job.idempotency_key {
         if key.is_empty() || key.len() > 255 {
-            return Err(Error::invalid("idempotency_key: must be 1 to 255 characters"));
+            return Err(Error::invalid(
+                "idempotency_key: must be 1 to 255 characters",
+            ));
         }
     }
     let spec = serde_json::to_value(&job.spec).map_err(Error::internal)?;
@@ -98,11 +108,13 @@ pub async fn submit(pool: &PgPool, lab_id: Uuid, job: NewJob, cfg: &ServiceConfi
     .await?;
     let Some(row) = inserted else {
         tx.rollback().await?;
-        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE lab_id = $1 AND idempotency_key = $2"))
-            .bind(lab_id)
-            .bind(&job.idempotency_key)
-            .fetch_one(pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE lab_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(lab_id)
+        .bind(&job.idempotency_key)
+        .fetch_one(pool)
+        .await?;
         let existing = job_from_row(&row)?;
         if existing.spec != spec {
             return Err(Error::new(
@@ -118,7 +130,11 @@ pub async fn submit(pool: &PgPool, lab_id: Uuid, job: NewJob, cfg: &ServiceConfi
     };
     let created = job_from_row(&row)?;
     insert_event(&mut tx, id, "state", Some(JobState::Queued), None, None).await?;
-    sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(id.to_string()).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL_JOBS)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok((created, true))
 }
@@ -143,7 +159,12 @@ pub struct ClaimedJob {
 /// Claims the most urgent runnable job of the given kinds whose lab is under
 /// its running limit. The lab row lock serializes claims within one lab so
 /// that two workers cannot both take the lab's last free slot.
-pub async fn claim(pool: &PgPool, worker_id: &str, kinds: &[String], lease: Duration) -> Result<Option<ClaimedJob>> {
+pub async fn claim(
+    pool: &PgPool,
+    worker_id: &str,
+    kinds: &[String],
+    lease: Duration,
+) -> Result<Option<ClaimedJob>> {
     let mut full_labs: Vec<Uuid> = Vec::new();
     for _ in 0..8 {
         let mut tx = pool.begin().await?;
@@ -164,14 +185,16 @@ pub async fn claim(pool: &PgPool, worker_id: &str, kinds: &[String], lease: Dura
             return Ok(None);
         };
         let (job_id, lab_id): (Uuid, Uuid) = (cand.try_get("id")?, cand.try_get("lab_id")?);
-        let max_running: i32 = sqlx::query_scalar("SELECT max_running_jobs FROM labs WHERE id = $1 FOR UPDATE")
-            .bind(lab_id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE lab_id = $1 AND state = 'running'")
-            .bind(lab_id)
-            .fetch_one(&mut *tx)
-            .await?;
+        let max_running: i32 =
+            sqlx::query_scalar("SELECT max_running_jobs FROM labs WHERE id = $1 FOR UPDATE")
+                .bind(lab_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let running: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE lab_id = $1 AND state = 'running'")
+                .bind(lab_id)
+                .fetch_one(&mut *tx)
+                .await?;
         if running >= max_running as i64 {
             tx.rollback().await?;
             full_labs.push(lab_id);
@@ -190,10 +213,22 @@ pub async fn claim(pool: &PgPool, worker_id: &str, kinds: &[String], lease: Dura
         .await?;
         let attempt = row.try_get::<i32, _>("attempt")? as u32;
         let msg = format!("attempt {attempt} claimed by {worker_id}");
-        insert_event(&mut tx, job_id, "state", Some(JobState::Running), None, Some(&msg)).await?;
+        insert_event(
+            &mut tx,
+            job_id,
+            "state",
+            Some(JobState::Running),
+            None,
+            Some(&msg),
+        )
+        .await?;
         tx.commit().await?;
         return Ok(Some(ClaimedJob {
-            lease: Lease { job_id, attempt, worker_id: worker_id.to_string() },
+            lease: Lease {
+                job_id,
+                attempt,
+                worker_id: worker_id.to_string(),
+            },
             lab_id,
             kind: row.try_get("kind")?,
             spec: row.try_get("spec")?,
@@ -230,20 +265,35 @@ pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Resu
 }
 
 /// Records progress in [0, 1] with an optional log line; false if the lease is lost.
-pub async fn progress(pool: &PgPool, lease: &Lease, fraction: f64, message: Option<&str>) -> Result<bool> {
+pub async fn progress(
+    pool: &PgPool,
+    lease: &Lease,
+    fraction: f64,
+    message: Option<&str>,
+) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let r = sqlx::query(&format!("UPDATE jobs SET progress = $4, updated_at = now() WHERE {FENCE}"))
-        .bind(lease.job_id)
-        .bind(lease.attempt as i32)
-        .bind(&lease.worker_id)
-        .bind(fraction.clamp(0.0, 1.0))
-        .execute(&mut *tx)
-        .await?;
+    let r = sqlx::query(&format!(
+        "UPDATE jobs SET progress = $4, updated_at = now() WHERE {FENCE}"
+    ))
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .bind(fraction.clamp(0.0, 1.0))
+    .execute(&mut *tx)
+    .await?;
     if r.rows_affected() == 0 {
         tx.rollback().await?;
         return Ok(false);
     }
-    insert_event(&mut tx, lease.job_id, "progress", None, Some(fraction.clamp(0.0, 1.0)), message).await?;
+    insert_event(
+        &mut tx,
+        lease.job_id,
+        "progress",
+        None,
+        Some(fraction.clamp(0.0, 1.0)),
+        message,
+    )
+    .await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -251,12 +301,13 @@ pub async fn progress(pool: &PgPool, lease: &Lease, fraction: f64, message: Opti
 /// Appends a log line to a running job's events; false if the lease is lost.
 pub async fn log(pool: &PgPool, lease: &Lease, message: &str) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let held: bool = sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM jobs WHERE {FENCE})"))
-        .bind(lease.job_id)
-        .bind(lease.attempt as i32)
-        .bind(&lease.worker_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let held: bool =
+        sqlx::query_scalar(&format!("SELECT EXISTS (SELECT 1 FROM jobs WHERE {FENCE})"))
+            .bind(lease.job_id)
+            .bind(lease.attempt as i32)
+            .bind(&lease.worker_id)
+            .fetch_one(&mut *tx)
+            .await?;
     if held {
         insert_event(&mut tx, lease.job_id, "log", None, None, Some(message)).await?;
     }
@@ -280,30 +331,57 @@ pub enum Outcome {
 
 /// Writes an attempt's outcome. Returns false when the lease was lost, in
 /// which case nothing is written.
-pub async fn finish(pool: &PgPool, lease: &Lease, outcome: Outcome, cfg: &ServiceConfig) -> Result<bool> {
+pub async fn finish(
+    pool: &PgPool,
+    lease: &Lease,
+    outcome: Outcome,
+    cfg: &ServiceConfig,
+) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let row: Option<(i32, i32)> =
-        sqlx::query_as(&format!("SELECT attempt, max_attempts FROM jobs WHERE {FENCE} FOR UPDATE"))
-            .bind(lease.job_id)
-            .bind(lease.attempt as i32)
-            .bind(&lease.worker_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row: Option<(i32, i32)> = sqlx::query_as(&format!(
+        "SELECT attempt, max_attempts FROM jobs WHERE {FENCE} FOR UPDATE"
+    ))
+    .bind(lease.job_id)
+    .bind(lease.attempt as i32)
+    .bind(&lease.worker_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some((attempt, max_attempts)) = row else {
         tx.rollback().await?;
         return Ok(false);
     };
-    let (state, result, error, delay, attempt_delta): (JobState, Option<Value>, Option<String>, Duration, i32) =
-        match outcome {
-            Outcome::Succeeded(v) => (JobState::Succeeded, Some(v), None, Duration::ZERO, 0),
-            Outcome::Fatal(e) => (JobState::Failed, None, Some(e), Duration::ZERO, 0),
-            Outcome::Cancelled => (JobState::Cancelled, None, Some("cancelled".into()), Duration::ZERO, 0),
-            Outcome::Released => (JobState::Queued, None, None, Duration::ZERO, -1),
-            Outcome::Retryable(e) if attempt >= max_attempts => {
-                (JobState::Failed, None, Some(format!("{e} (after {attempt} attempts)")), Duration::ZERO, 0)
-            }
-            Outcome::Retryable(e) => (JobState::RetryWait, None, Some(e), cfg.backoff(attempt as u32), 0),
-        };
+    let (state, result, error, delay, attempt_delta): (
+        JobState,
+        Option<Value>,
+        Option<String>,
+        Duration,
+        i32,
+    ) = match outcome {
+        Outcome::Succeeded(v) => (JobState::Succeeded, Some(v), None, Duration::ZERO, 0),
+        Outcome::Fatal(e) => (JobState::Failed, None, Some(e), Duration::ZERO, 0),
+        Outcome::Cancelled => (
+            JobState::Cancelled,
+            None,
+            Some("cancelled".into()),
+            Duration::ZERO,
+            0,
+        ),
+        Outcome::Released => (JobState::Queued, None, None, Duration::ZERO, -1),
+        Outcome::Retryable(e) if attempt >= max_attempts => (
+            JobState::Failed,
+            None,
+            Some(format!("{e} (after {attempt} attempts)")),
+            Duration::ZERO,
+            0,
+        ),
+        Outcome::Retryable(e) => (
+            JobState::RetryWait,
+            None,
+            Some(e),
+            cfg.backoff(attempt as u32),
+            0,
+        ),
+    };
     sqlx::query(
         "UPDATE jobs SET state = $2, result = $3, last_error = coalesce($4, last_error), \
            run_at = now() + make_interval(secs => $5), attempt = attempt + $6, \
@@ -320,9 +398,21 @@ pub async fn finish(pool: &PgPool, lease: &Lease, outcome: Outcome, cfg: &Servic
     .bind(attempt_delta)
     .execute(&mut *tx)
     .await?;
-    insert_event(&mut tx, lease.job_id, "state", Some(state), None, error.as_deref()).await?;
+    insert_event(
+        &mut tx,
+        lease.job_id,
+        "state",
+        Some(state),
+        None,
+        error.as_deref(),
+    )
+    .await?;
     if !state.is_final() {
-        sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(lease.job_id.to_string()).execute(&mut *tx).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL_JOBS)
+            .bind(lease.job_id.to_string())
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(true)
@@ -354,7 +444,11 @@ pub async fn reap_expired(pool: &PgPool, cfg: &ServiceConfig) -> Result<u64> {
         let msg: String = r.try_get("last_error")?;
         insert_event(&mut tx, id, "state", Some(state), None, Some(&msg)).await?;
         if !state.is_final() {
-            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_JOBS).bind(id.to_string()).execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL_JOBS)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
     }
     tx.commit().await?;
@@ -365,23 +459,26 @@ pub async fn reap_expired(pool: &PgPool, cfg: &ServiceConfig) -> Result<u64> {
 }
 
 pub async fn get(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
-    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND lab_id = $2"))
-        .bind(id)
-        .bind(lab_id)
-        .fetch_optional(pool)
-        .await?
-        .ok_or_else(|| Error::not_found("job", id))?;
+    let row = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1 AND lab_id = $2"
+    ))
+    .bind(id)
+    .bind(lab_id)
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| Error::not_found("job", id))?;
     job_from_row(&row)
 }
 
 /// Cancels a job: at once if it is waiting, cooperatively if it runs.
 pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
     let mut tx = pool.begin().await?;
-    let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE")
-        .bind(id)
-        .bind(lab_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE")
+            .bind(id)
+            .bind(lab_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let state = JobState::parse(&state.ok_or_else(|| Error::not_found("job", id))?)?;
     match state {
         JobState::Queued | JobState::RetryWait => {
@@ -391,21 +488,46 @@ pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            insert_event(&mut tx, id, "state", Some(JobState::Cancelled), None, Some("cancelled before it ran")).await?;
+            insert_event(
+                &mut tx,
+                id,
+                "state",
+                Some(JobState::Cancelled),
+                None,
+                Some("cancelled before it ran"),
+            )
+            .await?;
         }
         JobState::Running => {
-            sqlx::query("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1")
-                .bind(id)
+            sqlx::query(
+                "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            insert_event(
+                &mut tx,
+                id,
+                "log",
+                None,
+                None,
+                Some("cancellation requested"),
+            )
+            .await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL_CANCEL)
+                .bind(id.to_string())
                 .execute(&mut *tx)
                 .await?;
-            insert_event(&mut tx, id, "log", None, None, Some("cancellation requested")).await?;
-            sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL_CANCEL).bind(id.to_string()).execute(&mut *tx).await?;
         }
         JobState::Cancelled => {}
         JobState::Succeeded | JobState::Failed => {
             return Err(Error::new(
                 ErrorCode::FailedPrecondition,
-                format!("job {id} already {} and cannot be cancelled", state.as_str()),
+                format!(
+                    "job {id} already {} and cannot be cancelled",
+                    state.as_str()
+                ),
             ));
         }
     }
@@ -417,9 +539,15 @@ pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
 pub async fn list(pool: &PgPool, lab_id: Uuid, filter: &JobFilter) -> Result<Page<Job>> {
     let limit = filter.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid(format!("limit: must be between 1 and 1000, got {limit}")));
+        return Err(Error::invalid(format!(
+            "limit: must be between 1 and 1000, got {limit}"
+        )));
     }
-    let cursor = filter.page_token.as_deref().map(decode_cursor).transpose()?;
+    let cursor = filter
+        .page_token
+        .as_deref()
+        .map(decode_cursor)
+        .transpose()?;
     let rows = sqlx::query(&format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE lab_id = $1 \
            AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3) \
@@ -441,7 +569,10 @@ pub async fn list(pool: &PgPool, lab_id: Uuid, filter: &JobFilter) -> Result<Pag
     } else {
         None
     };
-    Ok(Page { items, next_page_token })
+    Ok(Page {
+        items,
+        next_page_token,
+    })
 }
 
 pub(crate) fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
@@ -449,19 +580,25 @@ pub(crate) fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: Uuid) -> Stri
 }
 
 pub(crate) fn decode_cursor(s: &str) -> Result<(chrono::DateTime<chrono::Utc>, Uuid)> {
-    let bad = || Error::invalid(format!("page_token: {s:?} is not a token this server issued"));
+    let bad = || {
+        Error::invalid(format!(
+            "page_token: {s:?} is not a token this server issued"
+        ))
+    };
     let (micros, id) = s.split_once('_').ok_or_else(bad)?;
-    let at = chrono::DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    let at = chrono::DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?)
+        .ok_or_else(bad)?;
     Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
 /// A job's events after `after` (an event id), oldest first.
 pub async fn events(pool: &PgPool, lab_id: Uuid, id: Uuid, after: i64) -> Result<Vec<JobEvent>> {
-    let owned: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lab_id = $2)")
-        .bind(id)
-        .bind(lab_id)
-        .fetch_one(pool)
-        .await?;
+    let owned: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lab_id = $2)")
+            .bind(id)
+            .bind(lab_id)
+            .fetch_one(pool)
+            .await?;
     if !owned {
         return Err(Error::not_found("job", id));
     }

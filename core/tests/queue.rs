@@ -13,12 +13,19 @@ use neuralign_core::{auth, Caller, ErrorCode, Service, ServiceConfig};
 use sqlx::PgPool;
 
 fn cfg() -> ServiceConfig {
-    ServiceConfig { retry_base_ms: 50, retry_max_ms: 200, lease_ms: 60_000, ..ServiceConfig::default() }
+    ServiceConfig {
+        retry_base_ms: 50,
+        retry_max_ms: 200,
+        lease_ms: 60_000,
+        ..ServiceConfig::default()
+    }
 }
 
 async fn setup(pool: &PgPool, labs: &[(&str, i32)]) -> (Service, Vec<Caller>) {
     let svc = Service::new(pool.clone(), cfg(), Notifications::new());
-    auth::ensure_admin_key(pool, Some("nl_test_admin"), 4).await.unwrap();
+    auth::ensure_admin_key(pool, Some("nl_test_admin"), 4)
+        .await
+        .unwrap();
     let admin = svc.authenticate(Some("nl_test_admin")).await.unwrap();
     let mut callers = Vec::new();
     for (name, max) in labs {
@@ -55,11 +62,24 @@ async fn concurrent_workers_run_each_job_once(pool: PgPool) {
         let (pool, running, done, cfg) = (pool.clone(), running.clone(), done.clone(), cfg());
         tasks.push(tokio::spawn(async move {
             let id = format!("w{w}");
-            while let Some(job) = queue::claim(&pool, &id, &kinds(), Duration::from_secs(60)).await.unwrap() {
-                assert!(running.lock().unwrap().insert(job.lease.job_id), "job claimed twice at once");
+            while let Some(job) = queue::claim(&pool, &id, &kinds(), Duration::from_secs(60))
+                .await
+                .unwrap()
+            {
+                assert!(
+                    running.lock().unwrap().insert(job.lease.job_id),
+                    "job claimed twice at once"
+                );
                 tokio::task::yield_now().await;
                 running.lock().unwrap().remove(&job.lease.job_id);
-                assert!(queue::finish(&pool, &job.lease, Outcome::Succeeded(serde_json::json!({})), &cfg).await.unwrap());
+                assert!(queue::finish(
+                    &pool,
+                    &job.lease,
+                    Outcome::Succeeded(serde_json::json!({})),
+                    &cfg
+                )
+                .await
+                .unwrap());
                 done.lock().unwrap().push(job.lease.job_id);
             }
         }));
@@ -67,13 +87,18 @@ async fn concurrent_workers_run_each_job_once(pool: PgPool) {
     for t in tasks {
         t.await.unwrap();
     }
-    let done = done.lock().unwrap();
+    let done = done.lock().unwrap().clone();
     assert_eq!(done.len(), jobs);
-    assert_eq!(done.iter().collect::<HashSet<_>>().len(), jobs, "a job ran twice");
-    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded' AND attempt = 1")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    assert_eq!(
+        done.iter().collect::<HashSet<_>>().len(),
+        jobs,
+        "a job ran twice"
+    );
+    let succeeded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded' AND attempt = 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(succeeded, jobs as i64);
 }
 
@@ -83,85 +108,197 @@ async fn queued_job_cancels_at_once(pool: PgPool) {
     let (job, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
     let cancelled = svc.cancel_job(&callers[0], job.id).await.unwrap();
     assert_eq!(cancelled.state, JobState::Cancelled);
-    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_none());
     // Cancelling again is harmless; a finished job cannot be cancelled.
-    assert_eq!(svc.cancel_job(&callers[0], job.id).await.unwrap().state, JobState::Cancelled);
+    assert_eq!(
+        svc.cancel_job(&callers[0], job.id).await.unwrap().state,
+        JobState::Cancelled
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn running_job_gets_cancel_request_in_heartbeat(pool: PgPool) {
     let (svc, callers) = setup(&pool, &[("a", 4)]).await;
     let (job, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
-    let claimed = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap();
+    let claimed = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     let after = svc.cancel_job(&callers[0], job.id).await.unwrap();
     assert_eq!(after.state, JobState::Running);
     assert!(after.cancel_requested);
-    let hb = queue::heartbeat(&pool, &claimed.lease, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(hb, queue::Heartbeat::Held { cancel_requested: true });
-    assert!(queue::finish(&pool, &claimed.lease, Outcome::Cancelled, &cfg()).await.unwrap());
-    assert_eq!(svc.get_job(&callers[0], job.id).await.unwrap().state, JobState::Cancelled);
+    let hb = queue::heartbeat(&pool, &claimed.lease, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        hb,
+        queue::Heartbeat::Held {
+            cancel_requested: true
+        }
+    );
+    assert!(
+        queue::finish(&pool, &claimed.lease, Outcome::Cancelled, &cfg())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        svc.get_job(&callers[0], job.id).await.unwrap().state,
+        JobState::Cancelled
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn retries_back_off_then_fail(pool: PgPool) {
     let (svc, callers) = setup(&pool, &[("a", 4)]).await;
-    let (job, _) = svc.submit_job(&callers[0], noop(None, Some(2))).await.unwrap();
-    let c1 = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap();
-    queue::finish(&pool, &c1.lease, Outcome::Retryable("boom 1".into()), &cfg()).await.unwrap();
+    let (job, _) = svc
+        .submit_job(&callers[0], noop(None, Some(2)))
+        .await
+        .unwrap();
+    let c1 = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    queue::finish(
+        &pool,
+        &c1.lease,
+        Outcome::Retryable("boom 1".into()),
+        &cfg(),
+    )
+    .await
+    .unwrap();
     let j = svc.get_job(&callers[0], job.id).await.unwrap();
-    assert_eq!((j.state, j.error.as_deref()), (JobState::RetryWait, Some("boom 1")));
+    assert_eq!(
+        (j.state, j.error.as_deref()),
+        (JobState::RetryWait, Some("boom 1"))
+    );
     // Not claimable until the backoff (50 ms) has passed.
-    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_none());
     tokio::time::sleep(Duration::from_millis(120)).await;
-    let c2 = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap();
+    let c2 = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(c2.lease.attempt, 2);
-    queue::finish(&pool, &c2.lease, Outcome::Retryable("boom 2".into()), &cfg()).await.unwrap();
+    queue::finish(
+        &pool,
+        &c2.lease,
+        Outcome::Retryable("boom 2".into()),
+        &cfg(),
+    )
+    .await
+    .unwrap();
     let j = svc.get_job(&callers[0], job.id).await.unwrap();
     assert_eq!(j.state, JobState::Failed);
     assert_eq!(j.error.as_deref(), Some("boom 2 (after 2 attempts)"));
     assert!(j.finished_at.is_some());
-    let states: Vec<Option<JobState>> =
-        svc.job_events(&callers[0], job.id, 0).await.unwrap().into_iter().filter(|e| e.kind == "state").map(|e| e.state).collect();
+    let states: Vec<Option<JobState>> = svc
+        .job_events(&callers[0], job.id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "state")
+        .map(|e| e.state)
+        .collect();
     use JobState::*;
-    assert_eq!(states, vec![Some(Queued), Some(Running), Some(RetryWait), Some(Running), Some(Failed)]);
+    assert_eq!(
+        states,
+        vec![
+            Some(Queued),
+            Some(Running),
+            Some(RetryWait),
+            Some(Running),
+            Some(Failed)
+        ]
+    );
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn idempotency_key_returns_the_existing_job(pool: PgPool) {
     let (svc, callers) = setup(&pool, &[("a", 4), ("b", 4)]).await;
-    let (first, created) = svc.submit_job(&callers[0], noop(Some("k1"), None)).await.unwrap();
+    let (first, created) = svc
+        .submit_job(&callers[0], noop(Some("k1"), None))
+        .await
+        .unwrap();
     assert!(created);
-    let (again, created) = svc.submit_job(&callers[0], noop(Some("k1"), None)).await.unwrap();
+    let (again, created) = svc
+        .submit_job(&callers[0], noop(Some("k1"), None))
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(first.id, again.id);
     // Another lab's key space is its own.
-    let (other, created) = svc.submit_job(&callers[1], noop(Some("k1"), None)).await.unwrap();
+    let (other, created) = svc
+        .submit_job(&callers[1], noop(Some("k1"), None))
+        .await
+        .unwrap();
     assert!(created);
     assert_ne!(other.id, first.id);
     // The same key with a different spec is a conflict, not a silent reuse.
     let mut different = noop(Some("k1"), None);
-    different.spec = JobSpec::Noop(NoopSpec { duration_ms: 5, fail_attempts: 0 });
+    different.spec = JobSpec::Noop(NoopSpec {
+        duration_ms: 5,
+        fail_attempts: 0,
+    });
     let err = svc.submit_job(&callers[0], different).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::AlreadyExists);
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs").fetch_one(&pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(n, 2);
 }
 
 #[sqlx::test(migrations = "../migrations")]
 async fn stale_worker_is_fenced_after_its_lease_expires(pool: PgPool) {
     let (svc, callers) = setup(&pool, &[("a", 4)]).await;
-    let (job, _) = svc.submit_job(&callers[0], noop(None, Some(3))).await.unwrap();
-    let stale = queue::claim(&pool, "stale", &kinds(), Duration::from_millis(50)).await.unwrap().unwrap();
+    let (job, _) = svc
+        .submit_job(&callers[0], noop(None, Some(3)))
+        .await
+        .unwrap();
+    let stale = queue::claim(&pool, "stale", &kinds(), Duration::from_millis(50))
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(queue::reap_expired(&pool, &cfg()).await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let fresh = queue::claim(&pool, "fresh", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap();
+    let fresh = queue::claim(&pool, "fresh", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fresh.lease.attempt, 2);
     // The stale worker comes back: its heartbeat, progress and result are refused.
-    assert_eq!(queue::heartbeat(&pool, &stale.lease, Duration::from_secs(60)).await.unwrap(), queue::Heartbeat::Lost);
-    assert!(!queue::progress(&pool, &stale.lease, 0.5, None).await.unwrap());
-    assert!(!queue::finish(&pool, &stale.lease, Outcome::Succeeded(serde_json::json!({"by": "stale"})), &cfg()).await.unwrap());
-    assert!(queue::finish(&pool, &fresh.lease, Outcome::Succeeded(serde_json::json!({"by": "fresh"})), &cfg()).await.unwrap());
+    assert_eq!(
+        queue::heartbeat(&pool, &stale.lease, Duration::from_secs(60))
+            .await
+            .unwrap(),
+        queue::Heartbeat::Lost
+    );
+    assert!(!queue::progress(&pool, &stale.lease, 0.5, None)
+        .await
+        .unwrap());
+    assert!(!queue::finish(
+        &pool,
+        &stale.lease,
+        Outcome::Succeeded(serde_json::json!({"by": "stale"})),
+        &cfg()
+    )
+    .await
+    .unwrap());
+    assert!(queue::finish(
+        &pool,
+        &fresh.lease,
+        Outcome::Succeeded(serde_json::json!({"by": "fresh"})),
+        &cfg()
+    )
+    .await
+    .unwrap());
     let j = svc.get_job(&callers[0], job.id).await.unwrap();
     assert_eq!(j.state, JobState::Succeeded);
     assert_eq!(j.result, Some(serde_json::json!({"by": "fresh"})));
@@ -170,8 +307,14 @@ async fn stale_worker_is_fenced_after_its_lease_expires(pool: PgPool) {
 #[sqlx::test(migrations = "../migrations")]
 async fn expired_lease_on_last_attempt_fails_the_job(pool: PgPool) {
     let (svc, callers) = setup(&pool, &[("a", 4)]).await;
-    let (job, _) = svc.submit_job(&callers[0], noop(None, Some(1))).await.unwrap();
-    queue::claim(&pool, "w", &kinds(), Duration::from_millis(10)).await.unwrap().unwrap();
+    let (job, _) = svc
+        .submit_job(&callers[0], noop(None, Some(1)))
+        .await
+        .unwrap();
+    queue::claim(&pool, "w", &kinds(), Duration::from_millis(10))
+        .await
+        .unwrap()
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     queue::reap_expired(&pool, &cfg()).await.unwrap();
     let j = svc.get_job(&callers[0], job.id).await.unwrap();
@@ -189,17 +332,43 @@ async fn per_lab_limit_keeps_one_lab_from_starving_others(pool: PgPool) {
     quiet.priority = -5; // lower priority than every busy job
     svc.submit_job(&callers[1], quiet).await.unwrap();
     let mut claimed = Vec::new();
-    while let Some(c) = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap() {
+    while let Some(c) = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+    {
         claimed.push(c);
     }
-    let busy = claimed.iter().filter(|c| c.lab_id == callers[0].lab_id()).count();
-    let quiet = claimed.iter().filter(|c| c.lab_id == callers[1].lab_id()).count();
-    assert_eq!((busy, quiet), (2, 1), "busy lab capped at 2 running, quiet lab still served");
+    let busy = claimed
+        .iter()
+        .filter(|c| c.lab_id == callers[0].lab_id())
+        .count();
+    let quiet = claimed
+        .iter()
+        .filter(|c| c.lab_id == callers[1].lab_id())
+        .count();
+    assert_eq!(
+        (busy, quiet),
+        (2, 1),
+        "busy lab capped at 2 running, quiet lab still served"
+    );
     // Finishing one busy job frees exactly one slot.
-    queue::finish(&pool, &claimed[0].lease, Outcome::Succeeded(serde_json::json!({})), &cfg()).await.unwrap();
-    let next = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap();
+    queue::finish(
+        &pool,
+        &claimed[0].lease,
+        Outcome::Succeeded(serde_json::json!({})),
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    let next = queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(next.lab_id, callers[0].lab_id());
-    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -213,7 +382,14 @@ async fn priorities_order_claims(pool: PgPool) {
     }
     let mut sequential = Vec::new();
     for _ in 0..3 {
-        sequential.push(queue::claim(&pool, "w", &kinds(), Duration::from_secs(60)).await.unwrap().unwrap().lease.job_id);
+        sequential.push(
+            queue::claim(&pool, "w", &kinds(), Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap()
+                .lease
+                .job_id,
+        );
     }
     assert_eq!(sequential, vec![ids[1], ids[2], ids[0]]);
 }
@@ -226,7 +402,10 @@ async fn list_paginates_and_filters(pool: PgPool) {
     }
     svc.submit_job(&callers[1], noop(None, None)).await.unwrap();
     let mut seen = Vec::new();
-    let mut filter = neuralign_core::model::JobFilter { limit: Some(3), ..Default::default() };
+    let mut filter = neuralign_core::model::JobFilter {
+        limit: Some(3),
+        ..Default::default()
+    };
     loop {
         let page = svc.list_jobs(&callers[0], &filter).await.unwrap();
         seen.extend(page.items.iter().map(|j| j.id));
@@ -237,8 +416,22 @@ async fn list_paginates_and_filters(pool: PgPool) {
     }
     assert_eq!(seen.len(), 7, "all of lab a's jobs, none of lab b's");
     assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 7);
-    filter = neuralign_core::model::JobFilter { state: Some(JobState::Succeeded), ..Default::default() };
-    assert!(svc.list_jobs(&callers[0], &filter).await.unwrap().items.is_empty());
-    let bad = neuralign_core::model::JobFilter { page_token: Some("garbage".into()), ..Default::default() };
-    assert_eq!(svc.list_jobs(&callers[0], &bad).await.unwrap_err().code(), ErrorCode::InvalidArgument);
+    filter = neuralign_core::model::JobFilter {
+        state: Some(JobState::Succeeded),
+        ..Default::default()
+    };
+    assert!(svc
+        .list_jobs(&callers[0], &filter)
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    let bad = neuralign_core::model::JobFilter {
+        page_token: Some("garbage".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        svc.list_jobs(&callers[0], &bad).await.unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
 }

@@ -14,14 +14,27 @@ pub fn linear_cka(x: &Tensor, y: &Tensor) -> f64 {
     let gram_cost = n * n * (dx + dy + 1);
     let (num, den) = if feature_cost <= gram_cost {
         let xy = yc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double);
-        let xx = xc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double).sqrt();
-        let yy = yc.transpose(0, 1).matmul(&yc).square().sum(Kind::Double).sqrt();
+        let xx = xc
+            .transpose(0, 1)
+            .matmul(&xc)
+            .square()
+            .sum(Kind::Double)
+            .sqrt();
+        let yy = yc
+            .transpose(0, 1)
+            .matmul(&yc)
+            .square()
+            .sum(Kind::Double)
+            .sqrt();
         (xy, xx * yy)
     } else {
         let k = xc.matmul(&xc.transpose(0, 1));
         let l = yc.matmul(&yc.transpose(0, 1));
         let kl = (&k * &l).sum(Kind::Double);
-        (kl, k.square().sum(Kind::Double).sqrt() * l.square().sum(Kind::Double).sqrt())
+        (
+            kl,
+            k.square().sum(Kind::Double).sqrt() * l.square().sum(Kind::Double).sqrt(),
+        )
     };
     (num / den).double_value(&[])
 }

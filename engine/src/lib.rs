@@ -19,12 +19,21 @@ pub fn parse_device(s: &str) -> Result<tch::Device> {
     let device = match s {
         "cpu" => return Ok(tch::Device::Cpu),
         "cuda" => tch::Device::Cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+        other => match other
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
             Some(n) => tch::Device::Cuda(n),
-            None => return Err(EngineError::invalid(format!("device: {s:?} is not one of cpu, cuda, cuda:N"))),
+            None => {
+                return Err(EngineError::invalid(format!(
+                    "device: {s:?} is not one of cpu, cuda, cuda:N"
+                )))
+            }
         },
     };
-    let tch::Device::Cuda(n) = device else { unreachable!() };
+    let tch::Device::Cuda(n) = device else {
+        unreachable!()
+    };
     let count = tch::Cuda::device_count() as usize;
     if n >= count {
         return Err(EngineError::invalid(format!(

@@ -19,7 +19,9 @@ pub struct MetricValue {
 /// a float64 stimulus × feature tensor on `device`.
 pub fn prepare(field: &str, shape: &[u64], values: &[f64], device: Device) -> Result<Tensor> {
     let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    let t = Tensor::f_from_slice(values)?.f_reshape(&dims)?.to_device(device);
+    let t = Tensor::f_from_slice(values)?
+        .f_reshape(&dims)?
+        .to_device(device);
     match dims.len() {
         2 => Ok(t),
         3 => Ok(t.mean_dim(0, false, Kind::Double)),
@@ -54,14 +56,22 @@ pub fn compare(
                 let rb = rdm::correlation_rdm(b).map_err(|e| name_input(e, "b"))?;
                 rank::spearman(&ra, &rb)
             }
-            other => return Err(EngineError::invalid(format!("metrics: unknown metric id {other:?}"))),
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "metrics: unknown metric id {other:?}"
+                )))
+            }
         };
         if !value.is_finite() {
             return Err(EngineError::invalid(format!(
                 "{id}: the result is not finite (an input has no variance)"
             )));
         }
-        out.push(MetricValue { metric: id.clone(), direction: "similarity", value });
+        out.push(MetricValue {
+            metric: id.clone(),
+            direction: "similarity",
+            value,
+        });
         step(i + 1)?;
     }
     Ok(out)

@@ -8,7 +8,9 @@ pub fn average_ranks(x: &Tensor) -> Tensor {
     let n = x.size()[0];
     let (sorted, order) = x.sort(0, false);
     let dev = x.device();
-    let changes = sorted.slice(0, 1, n, 1).ne_tensor(&sorted.slice(0, 0, n - 1, 1));
+    let changes = sorted
+        .slice(0, 1, n, 1)
+        .ne_tensor(&sorted.slice(0, 0, n - 1, 1));
     let new_group = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, dev)), changes], 0);
     let group_id = new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
     let counts = group_id.bincount::<Tensor>(None, 0).to_kind(Kind::Double);

@@ -10,7 +10,10 @@ use crate::error::{EngineError, Result};
 pub fn correlation_rdm(x: &Tensor) -> Result<Tensor> {
     let n = x.size()[0];
     let centered = x - x.mean_dim(1, true, Kind::Double);
-    let norms = centered.square().sum_dim_intlist(1, false, Kind::Double).sqrt();
+    let norms = centered
+        .square()
+        .sum_dim_intlist(1, false, Kind::Double)
+        .sqrt();
     let zero = norms.eq(0.0).nonzero();
     if zero.size()[0] > 0 {
         let i = zero.int64_value(&[0, 0]);

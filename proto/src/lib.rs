@@ -7,5 +7,6 @@ pub mod v1 {
     tonic::include_proto!("neuralign.v1");
 
     /// Encoded `FileDescriptorSet` for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("neuralign_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("neuralign_descriptor");
 }

@@ -6,7 +6,11 @@ use neuralign_core::ServiceConfig;
 use neuralign_worker::WorkerConfig;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "neuralign-server", version, about = "neuralign API server (HTTP + gRPC) with in-process workers")]
+#[command(
+    name = "neuralign-server",
+    version,
+    about = "neuralign API server (HTTP + gRPC) with in-process workers"
+)]
 pub struct ServerConfig {
     /// Postgres connection URL.
     #[arg(long, env = "DATABASE_URL")]

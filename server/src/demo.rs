@@ -31,10 +31,18 @@ impl Gauss {
 
 /// Stimuli × features "layer" and a reps × stimuli × neurons "recording"
 /// that reads it out linearly with noise.
-pub fn demo_arrays(n: usize, d: usize, reps: usize, neurons: usize, seed: u64) -> (Vec<u8>, Vec<u8>) {
+pub fn demo_arrays(
+    n: usize,
+    d: usize,
+    reps: usize,
+    neurons: usize,
+    seed: u64,
+) -> (Vec<u8>, Vec<u8>) {
     let mut g = Gauss(seed);
     let x: Vec<f64> = (0..n * d).map(|_| g.next()).collect();
-    let w: Vec<f64> = (0..d * neurons).map(|_| g.next() / (d as f64).sqrt()).collect();
+    let w: Vec<f64> = (0..d * neurons)
+        .map(|_| g.next() / (d as f64).sqrt())
+        .collect();
     let mut y = Vec::with_capacity(reps * n * neurons);
     for _ in 0..reps {
         for i in 0..n {
@@ -44,15 +52,24 @@ pub fn demo_arrays(n: usize, d: usize, reps: usize, neurons: usize, seed: u64) -
             }
         }
     }
-    (npy::encode_f64(&[n as u64, d as u64], &x), npy::encode_f64(&[reps as u64, n as u64, neurons as u64], &y))
+    (
+        npy::encode_f64(&[n as u64, d as u64], &x),
+        npy::encode_f64(&[reps as u64, n as u64, neurons as u64], &y),
+    )
 }
 
 fn once(bytes: Vec<u8>) -> neuralign_core::service::ByteStream {
     Box::pin(futures::stream::iter([Ok(Bytes::from(bytes))]))
 }
 
-pub async fn run(svc: &Service, admin_key: Option<&str>, http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<()> {
-    let admin_key = admin_key.context("the demo needs NEURALIGN_ADMIN_KEY (the up script sets it)")?;
+pub async fn run(
+    svc: &Service,
+    admin_key: Option<&str>,
+    http: SocketAddr,
+    grpc: SocketAddr,
+) -> anyhow::Result<()> {
+    let admin_key =
+        admin_key.context("the demo needs NEURALIGN_ADMIN_KEY (the up script sets it)")?;
     let admin = svc.authenticate(Some(admin_key)).await?;
     let labs = svc.list_labs(&admin).await?;
     let key = match labs.iter().find(|l| l.name == "demo") {
@@ -62,10 +79,24 @@ pub async fn run(svc: &Service, admin_key: Option<&str>, http: SocketAddr, grpc:
     let caller = svc.authenticate(Some(&key)).await?;
     let (layer, recording) = demo_arrays(60, 20, 4, 30, 7);
     let a = svc.upload_array(&caller, "demo-layer", once(layer)).await?;
-    let b = svc.upload_array(&caller, "demo-recording", once(recording)).await?;
-    let spec = JobSpec::Compare(CompareSpec { a: a.id, b: b.id, metrics: CompareSpec::default_metrics() });
+    let b = svc
+        .upload_array(&caller, "demo-recording", once(recording))
+        .await?;
+    let spec = JobSpec::Compare(CompareSpec {
+        a: a.id,
+        b: b.id,
+        metrics: CompareSpec::default_metrics(),
+    });
     let (job, _) = svc
-        .submit_job(&caller, NewJob { spec, priority: 0, max_attempts: None, idempotency_key: None })
+        .submit_job(
+            &caller,
+            NewJob {
+                spec,
+                priority: 0,
+                max_attempts: None,
+                idempotency_key: None,
+            },
+        )
         .await?;
     println!("demo: submitted compare job {} (lab `demo`)", job.id);
     let mut events = std::pin::pin!(svc.watch_job(&caller, job.id, 0));
@@ -80,7 +111,11 @@ pub async fn run(svc: &Service, admin_key: Option<&str>, http: SocketAddr, grpc:
         Some(result) if done.state == neuralign_core::model::JobState::Succeeded => {
             println!("demo job succeeded: {result}");
         }
-        _ => anyhow::bail!("demo job ended {}: {}", done.state.as_str(), done.error.unwrap_or_default()),
+        _ => anyhow::bail!(
+            "demo job ended {}: {}",
+            done.state.as_str(),
+            done.error.unwrap_or_default()
+        ),
     }
     println!("neuralign is serving:");
     println!("  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json, health: http://{http}/healthz)");

@@ -25,7 +25,10 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(cfg: &ServerConfig) -> anyhow::Result<Self> {
-        Ok(Listeners { http: TcpListener::bind(cfg.http_addr).await?, grpc: TcpListener::bind(cfg.grpc_addr).await? })
+        Ok(Listeners {
+            http: TcpListener::bind(cfg.http_addr).await?,
+            grpc: TcpListener::bind(cfg.grpc_addr).await?,
+        })
     }
 }
 
@@ -39,12 +42,22 @@ pub struct AppState {
 
 /// Runs the server until `shutdown` is cancelled. Order on the way out:
 /// readiness off, workers stop claiming and drain, then the servers stop.
-pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: ServerConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     cfg.service.validate()?;
     let device = cfg.worker.resolve_device()?;
     let pool = db::connect(&cfg.database_url, 32).await?;
     db::migrate(&pool).await?;
-    if let Some(key) = auth::ensure_admin_key(&pool, cfg.admin_key.as_deref(), cfg.service.default_lab_max_running).await? {
+    if let Some(key) = auth::ensure_admin_key(
+        &pool,
+        cfg.admin_key.as_deref(),
+        cfg.service.default_lab_max_running,
+    )
+    .await?
+    {
         println!("admin api key (shown once, store it now): {key}");
     }
     let removed = blobs::delete_abandoned(&pool, std::time::Duration::from_secs(3600)).await?;
@@ -55,12 +68,21 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: Cancellation
     let notes = Notifications::new();
     let listener_task = notes.spawn(pool.clone(), inner.clone());
     let service = Service::new(pool, cfg.service.clone(), notes);
-    let state = AppState { service: service.clone(), ready: Arc::new(AtomicBool::new(true)), max_json_bytes: cfg.max_json_bytes };
+    let state = AppState {
+        service: service.clone(),
+        ready: Arc::new(AtomicBool::new(true)),
+        max_json_bytes: cfg.max_json_bytes,
+    };
 
     let workers_stop = CancellationToken::new();
     let reaper = neuralign_worker::spawn_reaper(service.clone(), workers_stop.clone());
     let slots = if cfg.in_process_workers {
-        neuralign_worker::spawn_workers(service.clone(), cfg.worker.clone(), device, workers_stop.clone())
+        neuralign_worker::spawn_workers(
+            service.clone(),
+            cfg.worker.clone(),
+            device,
+            workers_stop.clone(),
+        )
     } else {
         Vec::new()
     };
@@ -72,7 +94,9 @@ pub async fn run(cfg: ServerConfig, listeners: Listeners, shutdown: Cancellation
         let router = http::router(state.clone());
         let stop = inner.clone();
         tokio::spawn(async move {
-            axum::serve(listeners.http, router).with_graceful_shutdown(async move { stop.cancelled().await }).await
+            axum::serve(listeners.http, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
         })
     };
     let grpc_task = {

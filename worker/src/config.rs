@@ -4,21 +4,34 @@
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerConfig {
     /// Jobs this process runs at once.
-    #[arg(long = "worker-concurrency", env = "NEURALIGN_WORKER_CONCURRENCY", default_value_t = 2)]
+    #[arg(
+        long = "worker-concurrency",
+        env = "NEURALIGN_WORKER_CONCURRENCY",
+        default_value_t = 2
+    )]
     pub concurrency: usize,
     /// Compute device: `auto` (cuda:0 when present, else cpu), `cpu`, or
     /// `cuda:N` (fails at start when absent).
     #[arg(long, env = "NEURALIGN_DEVICE", default_value = "auto")]
     pub device: String,
     /// Job kinds this worker takes (comma separated).
-    #[arg(long = "worker-kinds", env = "NEURALIGN_WORKER_KINDS", value_delimiter = ',', default_value = "compare,noop")]
+    #[arg(
+        long = "worker-kinds",
+        env = "NEURALIGN_WORKER_KINDS",
+        value_delimiter = ',',
+        default_value = "compare,noop"
+    )]
     pub kinds: Vec<String>,
     /// A name for this worker in job events; defaults to host:pid.
     #[arg(long = "worker-id", env = "NEURALIGN_WORKER_ID")]
     pub worker_id: Option<String>,
     /// On shutdown, how long a running job may take to finish before it is
     /// released back to the queue, in milliseconds.
-    #[arg(long = "drain-ms", env = "NEURALIGN_DRAIN_MS", default_value_t = 20_000)]
+    #[arg(
+        long = "drain-ms",
+        env = "NEURALIGN_DRAIN_MS",
+        default_value_t = 20_000
+    )]
     pub drain_ms: u64,
 }
 

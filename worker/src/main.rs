@@ -8,7 +8,11 @@ use neuralign_worker::{spawn_reaper, spawn_workers, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "neuralign-worker", version, about = "Runs neuralign jobs from the Postgres queue")]
+#[command(
+    name = "neuralign-worker",
+    version,
+    about = "Runs neuralign jobs from the Postgres queue"
+)]
 struct Args {
     /// Postgres connection URL of the service.
     #[arg(long, env = "DATABASE_URL")]
@@ -22,7 +26,10 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
         .init();
     let args = Args::parse();
     args.service.validate()?;

@@ -16,7 +16,12 @@ use crate::config::WorkerConfig;
 use crate::jobs::{run_claimed, JobContext};
 
 /// Starts `cfg.concurrency` worker slots; they end after `shutdown`.
-pub fn spawn_workers(service: Service, cfg: WorkerConfig, device: tch::Device, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+pub fn spawn_workers(
+    service: Service,
+    cfg: WorkerConfig,
+    device: tch::Device,
+    shutdown: CancellationToken,
+) -> Vec<JoinHandle<()>> {
     let worker_id = cfg.worker_id();
     tracing::info!(worker_id, ?device, concurrency = cfg.concurrency, kinds = ?cfg.kinds, "worker starting");
     (0..cfg.concurrency)
@@ -44,7 +49,13 @@ pub fn spawn_reaper(service: Service, shutdown: CancellationToken) -> JoinHandle
     })
 }
 
-async fn slot_loop(svc: Service, cfg: WorkerConfig, worker_id: String, device: tch::Device, shutdown: CancellationToken) {
+async fn slot_loop(
+    svc: Service,
+    cfg: WorkerConfig,
+    worker_id: String,
+    device: tch::Device,
+    shutdown: CancellationToken,
+) {
     let mut wake = svc.notifications().jobs.subscribe();
     while !shutdown.is_cancelled() {
         match queue::claim(svc.pool(), &worker_id, &cfg.kinds, svc.config().lease()).await {
@@ -68,7 +79,13 @@ async fn slot_loop(svc: Service, cfg: WorkerConfig, worker_id: String, device: t
     tracing::info!(worker_id, "worker slot stopped");
 }
 
-async fn execute(svc: &Service, cfg: &WorkerConfig, job: ClaimedJob, device: tch::Device, shutdown: &CancellationToken) {
+async fn execute(
+    svc: &Service,
+    cfg: &WorkerConfig,
+    job: ClaimedJob,
+    device: tch::Device,
+    shutdown: &CancellationToken,
+) {
     let lease = job.lease.clone();
     let cancel = CancellationToken::new();
     let lost = CancellationToken::new();
@@ -139,9 +156,15 @@ async fn execute(svc: &Service, cfg: &WorkerConfig, job: ClaimedJob, device: tch
     }
     let label = outcome_label(&outcome);
     match queue::finish(svc.pool(), &lease, outcome, svc.config()).await {
-        Ok(true) => tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, outcome = label, "job finished"),
-        Ok(false) => tracing::warn!(job_id = %lease.job_id, "lease lost before the result was written; discarded"),
-        Err(e) => tracing::error!(job_id = %lease.job_id, error = %e, "could not write the job's outcome; the reaper will retry it"),
+        Ok(true) => {
+            tracing::info!(job_id = %lease.job_id, attempt = lease.attempt, outcome = label, "job finished")
+        }
+        Ok(false) => {
+            tracing::warn!(job_id = %lease.job_id, "lease lost before the result was written; discarded")
+        }
+        Err(e) => {
+            tracing::error!(job_id = %lease.job_id, error = %e, "could not write the job's outcome; the reaper will retry it")
+        }
     }
 }
 

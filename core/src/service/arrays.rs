@@ -37,12 +37,26 @@ fn array_from_row(r: &sqlx::postgres::PgRow) -> Result<ArrayMeta> {
 }
 
 impl Service {
-    pub async fn upload_array(&self, caller: &Caller, name: &str, mut body: ByteStream) -> Result<ArrayMeta> {
-        let name = if name.trim().is_empty() { "array" } else { name.trim() };
+    pub async fn upload_array(
+        &self,
+        caller: &Caller,
+        name: &str,
+        mut body: ByteStream,
+    ) -> Result<ArrayMeta> {
+        let name = if name.trim().is_empty() {
+            "array"
+        } else {
+            name.trim()
+        };
         if name.len() > 255 {
             return Err(Error::invalid("name: must be at most 255 characters"));
         }
-        let mut writer = BlobWriter::begin(&self.pool, self.cfg.blob_chunk_bytes, self.cfg.max_upload_bytes).await?;
+        let mut writer = BlobWriter::begin(
+            &self.pool,
+            self.cfg.blob_chunk_bytes,
+            self.cfg.max_upload_bytes,
+        )
+        .await?;
         let mut validator = Validator::new();
         while let Some(piece) = body.next().await {
             let piece = piece?;
@@ -51,7 +65,10 @@ impl Service {
         }
         let header = validator.finish()?;
         if header.shape.len() > 4 {
-            return Err(Error::invalid(format!("shape: {:?} has more than 4 dimensions", header.shape)));
+            return Err(Error::invalid(format!(
+                "shape: {:?} has more than 4 dimensions",
+                header.shape
+            )));
         }
         let mut tx = self.pool.begin().await?;
         let blob = writer.finalize(&mut tx).await?;
@@ -98,10 +115,17 @@ impl Service {
         Ok(self.array_with_blob(caller.lab_id(), id).await?.0)
     }
 
-    pub async fn list_arrays(&self, caller: &Caller, limit: Option<u32>, page_token: Option<&str>) -> Result<Page<ArrayMeta>> {
+    pub async fn list_arrays(
+        &self,
+        caller: &Caller,
+        limit: Option<u32>,
+        page_token: Option<&str>,
+    ) -> Result<Page<ArrayMeta>> {
         let limit = limit.unwrap_or(50);
         if !(1..=1000).contains(&limit) {
-            return Err(Error::invalid(format!("limit: must be between 1 and 1000, got {limit}")));
+            return Err(Error::invalid(format!(
+                "limit: must be between 1 and 1000, got {limit}"
+            )));
         }
         let cursor = page_token.map(decode_cursor).transpose()?;
         let rows = sqlx::query(&format!(
@@ -115,19 +139,32 @@ impl Service {
         .bind(limit as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows.iter().map(array_from_row).collect::<Result<Vec<_>>>()?;
+        let mut items = rows
+            .iter()
+            .map(array_from_row)
+            .collect::<Result<Vec<_>>>()?;
         let next_page_token = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|a| encode_cursor(a.created_at, a.id))
         } else {
             None
         };
-        Ok(Page { items, next_page_token })
+        Ok(Page {
+            items,
+            next_page_token,
+        })
     }
 
     /// The stored `.npy` file as a stream, one chunk in memory at a time.
-    pub async fn download_array(&self, caller: &Caller, id: Uuid) -> Result<(ArrayMeta, ByteStream)> {
+    pub async fn download_array(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<(ArrayMeta, ByteStream)> {
         let (meta, blob_id) = self.array_with_blob(caller.lab_id(), id).await?;
-        Ok((meta, Box::pin(blobs::read_stream(self.pool.clone(), blob_id))))
+        Ok((
+            meta,
+            Box::pin(blobs::read_stream(self.pool.clone(), blob_id)),
+        ))
     }
 }

@@ -36,8 +36,14 @@ impl Service {
         match spec {
             JobSpec::Compare(c) => {
                 check_metric_ids(&c.metrics)?;
-                let (a, _) = self.array_with_blob(caller.lab_id(), c.a).await.map_err(|e| name_field(e, "a"))?;
-                let (b, _) = self.array_with_blob(caller.lab_id(), c.b).await.map_err(|e| name_field(e, "b"))?;
+                let (a, _) = self
+                    .array_with_blob(caller.lab_id(), c.a)
+                    .await
+                    .map_err(|e| name_field(e, "a"))?;
+                let (b, _) = self
+                    .array_with_blob(caller.lab_id(), c.b)
+                    .await
+                    .map_err(|e| name_field(e, "b"))?;
                 let (na, nb) = (stimulus_count("a", &a)?, stimulus_count("b", &b)?);
                 if na != nb {
                     return Err(Error::invalid(format!(
@@ -46,7 +52,9 @@ impl Service {
                     )));
                 }
                 if na < MIN_STIMULI {
-                    return Err(Error::invalid(format!("a: compare needs at least {MIN_STIMULI} stimuli, got {na}")));
+                    return Err(Error::invalid(format!(
+                        "a: compare needs at least {MIN_STIMULI} stimuli, got {na}"
+                    )));
                 }
                 Ok(())
             }
@@ -77,7 +85,12 @@ impl Service {
 
     /// Every event of the job after `after`, live, ending after the final
     /// state. Woken by notifications, with polling as the fallback.
-    pub fn watch_job(&self, caller: &Caller, id: Uuid, after: i64) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
+    pub fn watch_job(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        after: i64,
+    ) -> impl Stream<Item = Result<JobEvent>> + Send + 'static {
         let (pool, lab_id, poll) = (self.pool.clone(), caller.lab_id(), self.cfg.poll());
         let mut rx = self.notes.events.subscribe();
         async_stream::try_stream! {
@@ -111,7 +124,10 @@ impl Service {
 
 fn name_field(e: Error, field: &str) -> Error {
     match e {
-        Error::Client { code, message } => Error::Client { code, message: format!("{field}: {message}") },
+        Error::Client { code, message } => Error::Client {
+            code,
+            message: format!("{field}: {message}"),
+        },
         other => other,
     }
 }

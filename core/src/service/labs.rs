@@ -9,17 +9,29 @@ use crate::model::Lab;
 
 impl Service {
     /// Creates a lab and its first key; the key is returned once.
-    pub async fn create_lab(&self, caller: &Caller, name: &str, max_running: Option<i32>) -> Result<(Lab, String)> {
+    pub async fn create_lab(
+        &self,
+        caller: &Caller,
+        name: &str,
+        max_running: Option<i32>,
+    ) -> Result<(Lab, String)> {
         caller.require_admin()?;
         let name = name.trim();
-        if name.is_empty() || name.len() > 100 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        if name.is_empty()
+            || name.len() > 100
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
             return Err(Error::invalid(format!(
                 "name: {name:?} must be 1 to 100 characters of letters, digits, '-', '_' or '.'"
             )));
         }
         let max_running = max_running.unwrap_or(self.cfg.default_lab_max_running);
         if !(1..=10_000).contains(&max_running) {
-            return Err(Error::invalid(format!("max_running_jobs: must be between 1 and 10000, got {max_running}")));
+            return Err(Error::invalid(format!(
+                "max_running_jobs: must be between 1 and 10000, got {max_running}"
+            )));
         }
         let mut tx = self.pool.begin().await?;
         let lab: (Uuid, String, i32, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
@@ -39,18 +51,32 @@ impl Service {
         let key = new_key();
         insert_key(&mut tx, lab.0, &key, false).await?;
         tx.commit().await?;
-        Ok((Lab { id: lab.0, name: lab.1, max_running_jobs: lab.2, created_at: lab.3 }, key))
+        Ok((
+            Lab {
+                id: lab.0,
+                name: lab.1,
+                max_running_jobs: lab.2,
+                created_at: lab.3,
+            },
+            key,
+        ))
     }
 
     pub async fn list_labs(&self, caller: &Caller) -> Result<Vec<Lab>> {
         caller.require_admin()?;
-        let rows: Vec<(Uuid, String, i32, chrono::DateTime<chrono::Utc>)> =
-            sqlx::query_as("SELECT id, name, max_running_jobs, created_at FROM labs ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(Uuid, String, i32, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+            "SELECT id, name, max_running_jobs, created_at FROM labs ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, max_running_jobs, created_at)| Lab { id, name, max_running_jobs, created_at })
+            .map(|(id, name, max_running_jobs, created_at)| Lab {
+                id,
+                name,
+                max_running_jobs,
+                created_at,
+            })
             .collect())
     }
 

@@ -4,13 +4,39 @@ use neuralign_core::model::{ArrayMeta, Job, JobEvent, Lab};
 use neuralign_proto::v1;
 
 pub fn lab(l: Lab) -> v1::Lab {
-    let Lab { id, name, max_running_jobs, created_at } = l;
-    v1::Lab { id: id.to_string(), name, max_running_jobs, created_at: created_at.to_rfc3339() }
+    let Lab {
+        id,
+        name,
+        max_running_jobs,
+        created_at,
+    } = l;
+    v1::Lab {
+        id: id.to_string(),
+        name,
+        max_running_jobs,
+        created_at: created_at.to_rfc3339(),
+    }
 }
 
 pub fn array(a: ArrayMeta) -> v1::Array {
-    let ArrayMeta { id, name, dtype, shape, sha256, size_bytes, created_at } = a;
-    v1::Array { id: id.to_string(), name, dtype, shape, sha256, size_bytes, created_at: created_at.to_rfc3339() }
+    let ArrayMeta {
+        id,
+        name,
+        dtype,
+        shape,
+        sha256,
+        size_bytes,
+        created_at,
+    } = a;
+    v1::Array {
+        id: id.to_string(),
+        name,
+        dtype,
+        shape,
+        sha256,
+        size_bytes,
+        created_at: created_at.to_rfc3339(),
+    }
 }
 
 pub fn job(j: Job) -> v1::Job {
@@ -51,7 +77,15 @@ pub fn job(j: Job) -> v1::Job {
 }
 
 pub fn event(e: JobEvent) -> v1::JobEvent {
-    let JobEvent { id, job_id, kind, state, progress, message, at } = e;
+    let JobEvent {
+        id,
+        job_id,
+        kind,
+        state,
+        progress,
+        message,
+        at,
+    } = e;
     v1::JobEvent {
         id,
         job_id: job_id.to_string(),

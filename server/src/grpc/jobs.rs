@@ -3,13 +3,15 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use neuralign_core::model::{parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec};
+use neuralign_core::model::{
+    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec,
+};
 use neuralign_core::Error;
 use neuralign_proto::v1;
 use tonic::{Request, Response, Status};
 
-use super::convert::{self, opt};
 use super::caller;
+use super::convert::{self, opt};
 use crate::error_map::to_status;
 use crate::AppState;
 
@@ -18,30 +20,53 @@ pub struct Jobs(pub AppState);
 fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec, Error> {
     use v1::submit_job_request::Spec;
     match spec {
-        Some(Spec::Compare(v1::CompareSpec { a, b, metrics })) => Ok(JobSpec::Compare(CompareSpec {
-            a: parse_id("compare.a", &a)?,
-            b: parse_id("compare.b", &b)?,
-            metrics: if metrics.is_empty() { CompareSpec::default_metrics() } else { metrics },
-        })),
-        Some(Spec::Noop(v1::NoopSpec { duration_ms, fail_attempts })) => {
-            Ok(JobSpec::Noop(NoopSpec { duration_ms, fail_attempts }))
+        Some(Spec::Compare(v1::CompareSpec { a, b, metrics })) => {
+            Ok(JobSpec::Compare(CompareSpec {
+                a: parse_id("compare.a", &a)?,
+                b: parse_id("compare.b", &b)?,
+                metrics: if metrics.is_empty() {
+                    CompareSpec::default_metrics()
+                } else {
+                    metrics
+                },
+            }))
         }
+        Some(Spec::Noop(v1::NoopSpec {
+            duration_ms,
+            fail_attempts,
+        })) => Ok(JobSpec::Noop(NoopSpec {
+            duration_ms,
+            fail_attempts,
+        })),
         None => Err(Error::invalid("spec: missing; set one of compare, noop")),
     }
 }
 
 #[tonic::async_trait]
 impl v1::job_service_server::JobService for Jobs {
-    async fn submit_job(&self, req: Request<v1::SubmitJobRequest>) -> Result<Response<v1::Job>, Status> {
+    async fn submit_job(
+        &self,
+        req: Request<v1::SubmitJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::SubmitJobRequest { spec, priority, max_attempts, idempotency_key } = req.into_inner();
+        let v1::SubmitJobRequest {
+            spec,
+            priority,
+            max_attempts,
+            idempotency_key,
+        } = req.into_inner();
         let job = NewJob {
             spec: spec_from_proto(spec).map_err(to_status)?,
             priority,
             max_attempts: (max_attempts != 0).then_some(max_attempts),
             idempotency_key: opt(idempotency_key),
         };
-        let (job, _) = self.0.service.submit_job(&caller, job).await.map_err(to_status)?;
+        let (job, _) = self
+            .0
+            .service
+            .submit_job(&caller, job)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(convert::job(job)))
     }
 
@@ -49,52 +74,106 @@ impl v1::job_service_server::JobService for Jobs {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetJobRequest { id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
-        Ok(Response::new(convert::job(self.0.service.get_job(&caller, id).await.map_err(to_status)?)))
+        Ok(Response::new(convert::job(
+            self.0
+                .service
+                .get_job(&caller, id)
+                .await
+                .map_err(to_status)?,
+        )))
     }
 
-    async fn list_jobs(&self, req: Request<v1::ListJobsRequest>) -> Result<Response<v1::ListJobsResponse>, Status> {
+    async fn list_jobs(
+        &self,
+        req: Request<v1::ListJobsRequest>,
+    ) -> Result<Response<v1::ListJobsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListJobsRequest { state, kind, limit, page_token } = req.into_inner();
+        let v1::ListJobsRequest {
+            state,
+            kind,
+            limit,
+            page_token,
+        } = req.into_inner();
         let filter = JobFilter {
-            state: opt(state).as_deref().map(JobState::parse).transpose().map_err(to_status)?,
+            state: opt(state)
+                .as_deref()
+                .map(JobState::parse)
+                .transpose()
+                .map_err(to_status)?,
             kind: opt(kind),
             limit: (limit != 0).then_some(limit),
             page_token: opt(page_token),
         };
-        let page = self.0.service.list_jobs(&caller, &filter).await.map_err(to_status)?;
+        let page = self
+            .0
+            .service
+            .list_jobs(&caller, &filter)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(v1::ListJobsResponse {
             jobs: page.items.into_iter().map(convert::job).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
 
-    async fn cancel_job(&self, req: Request<v1::GetJobRequest>) -> Result<Response<v1::Job>, Status> {
+    async fn cancel_job(
+        &self,
+        req: Request<v1::GetJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetJobRequest { id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
-        Ok(Response::new(convert::job(self.0.service.cancel_job(&caller, id).await.map_err(to_status)?)))
+        Ok(Response::new(convert::job(
+            self.0
+                .service
+                .cancel_job(&caller, id)
+                .await
+                .map_err(to_status)?,
+        )))
     }
 
-    async fn list_job_events(&self, req: Request<v1::ListJobEventsRequest>) -> Result<Response<v1::ListJobEventsResponse>, Status> {
+    async fn list_job_events(
+        &self,
+        req: Request<v1::ListJobEventsRequest>,
+    ) -> Result<Response<v1::ListJobEventsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::ListJobEventsRequest { id, after_event_id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
-        let events = self.0.service.job_events(&caller, id, after_event_id).await.map_err(to_status)?;
-        Ok(Response::new(v1::ListJobEventsResponse { events: events.into_iter().map(convert::event).collect() }))
+        let events = self
+            .0
+            .service
+            .job_events(&caller, id, after_event_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(v1::ListJobEventsResponse {
+            events: events.into_iter().map(convert::event).collect(),
+        }))
     }
 
     type WatchJobStream = Pin<Box<dyn Stream<Item = Result<v1::JobEvent, Status>> + Send>>;
 
-    async fn watch_job(&self, req: Request<v1::ListJobEventsRequest>) -> Result<Response<Self::WatchJobStream>, Status> {
+    async fn watch_job(
+        &self,
+        req: Request<v1::ListJobEventsRequest>,
+    ) -> Result<Response<Self::WatchJobStream>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::ListJobEventsRequest { id, after_event_id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
-        self.0.service.get_job(&caller, id).await.map_err(to_status)?;
+        self.0
+            .service
+            .get_job(&caller, id)
+            .await
+            .map_err(to_status)?;
         let stream = self.0.service.watch_job(&caller, id, after_event_id);
-        Ok(Response::new(Box::pin(stream.map(|r| r.map(convert::event).map_err(to_status)))))
+        Ok(Response::new(Box::pin(
+            stream.map(|r| r.map(convert::event).map_err(to_status)),
+        )))
     }
 
-    async fn list_metrics(&self, req: Request<v1::ListMetricsRequest>) -> Result<Response<v1::ListMetricsResponse>, Status> {
+    async fn list_metrics(
+        &self,
+        req: Request<v1::ListMetricsRequest>,
+    ) -> Result<Response<v1::ListMetricsResponse>, Status> {
         let _caller = caller(&self.0, req.metadata()).await?;
         let v1::ListMetricsRequest {} = req.into_inner();
         let metrics = self

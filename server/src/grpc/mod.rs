@@ -18,9 +18,15 @@ use crate::AppState;
 /// The three API services plus health and reflection.
 pub async fn routes(state: AppState) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter.set_serving::<v1::job_service_server::JobServiceServer<jobs::Jobs>>().await;
-    reporter.set_serving::<v1::array_service_server::ArrayServiceServer<arrays::Arrays>>().await;
-    reporter.set_serving::<v1::admin_service_server::AdminServiceServer<admin::Admin>>().await;
+    reporter
+        .set_serving::<v1::job_service_server::JobServiceServer<jobs::Jobs>>()
+        .await;
+    reporter
+        .set_serving::<v1::array_service_server::ArrayServiceServer<arrays::Arrays>>()
+        .await;
+    reporter
+        .set_serving::<v1::admin_service_server::AdminServiceServer<admin::Admin>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -29,27 +35,44 @@ pub async fn routes(state: AppState) -> Routes {
     let mut routes = Routes::new(health);
     routes = routes
         .add_service(reflection)
-        .add_service(v1::admin_service_server::AdminServiceServer::new(admin::Admin(state.clone())))
+        .add_service(v1::admin_service_server::AdminServiceServer::new(
+            admin::Admin(state.clone()),
+        ))
         .add_service(
             v1::array_service_server::ArrayServiceServer::new(arrays::Arrays(state.clone()))
                 .max_decoding_message_size(16 << 20),
         )
-        .add_service(v1::job_service_server::JobServiceServer::new(jobs::Jobs(state)));
+        .add_service(v1::job_service_server::JobServiceServer::new(jobs::Jobs(
+            state,
+        )));
     routes
 }
 
 /// The caller behind the `authorization: Bearer <key>` metadata entry.
-async fn caller(state: &AppState, md: &tonic::metadata::MetadataMap) -> Result<Caller, tonic::Status> {
+async fn caller(
+    state: &AppState,
+    md: &tonic::metadata::MetadataMap,
+) -> Result<Caller, tonic::Status> {
     let token = match md.get("authorization") {
         None => None,
         Some(v) => {
-            let v = v.to_str().map_err(|_| to_status(Error::unauthenticated("authorization: not valid text")))?;
+            let v = v
+                .to_str()
+                .map_err(|_| to_status(Error::unauthenticated("authorization: not valid text")))?;
             Some(
                 v.strip_prefix("Bearer ")
-                    .ok_or_else(|| to_status(Error::unauthenticated("authorization: expected `Bearer <key>`")))?
+                    .ok_or_else(|| {
+                        to_status(Error::unauthenticated(
+                            "authorization: expected `Bearer <key>`",
+                        ))
+                    })?
                     .to_string(),
             )
         }
     };
-    state.service.authenticate(token.as_deref()).await.map_err(to_status)
+    state
+        .service
+        .authenticate(token.as_deref())
+        .await
+        .map_err(to_status)
 }

@@ -32,14 +32,24 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<ArrayMeta>), ApiError> {
     let limit = s.service.config().max_upload_bytes;
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(Error::new(ErrorCode::PayloadTooLarge, format!("body: upload exceeds the limit of {limit} bytes")).into());
+        return Err(Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body: upload exceeds the limit of {limit} bytes"),
+        )
+        .into());
     }
     let stream = body
         .into_data_stream()
         .map(|r| r.map_err(|e| Error::invalid(format!("body: upload interrupted: {e}"))));
-    let meta = s.service.upload_array(&caller, p.name.as_deref().unwrap_or(""), Box::pin(stream)).await?;
+    let meta = s
+        .service
+        .upload_array(&caller, p.name.as_deref().unwrap_or(""), Box::pin(stream))
+        .await?;
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
@@ -57,26 +67,53 @@ pub struct ArrayPage {
 }
 
 #[utoipa::path(get, path = "/v1/arrays", params(ListParams), responses((status = 200, body = ArrayPage), (status = 401)))]
-pub async fn list(State(s): State<AppState>, Auth(caller): Auth, Query(p): Query<ListParams>) -> Result<Json<ArrayPage>, ApiError> {
-    let page = s.service.list_arrays(&caller, p.limit, p.page_token.as_deref()).await?;
-    Ok(Json(ArrayPage { arrays: page.items, next_page_token: page.next_page_token }))
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Query(p): Query<ListParams>,
+) -> Result<Json<ArrayPage>, ApiError> {
+    let page = s
+        .service
+        .list_arrays(&caller, p.limit, p.page_token.as_deref())
+        .await?;
+    Ok(Json(ArrayPage {
+        arrays: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/arrays/{id}", params(("id" = String, Path)), responses((status = 200, body = ArrayMeta), (status = 404)))]
-pub async fn get_one(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<ArrayMeta>, ApiError> {
-    Ok(Json(s.service.get_array(&caller, parse_id("id", &id)?).await?))
+pub async fn get_one(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<ArrayMeta>, ApiError> {
+    Ok(Json(
+        s.service.get_array(&caller, parse_id("id", &id)?).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/arrays/{id}/data", params(("id" = String, Path)),
     responses((status = 200, content_type = "application/octet-stream", description = "the stored .npy file"), (status = 404)))]
-pub async fn download(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let (meta, stream) = s.service.download_array(&caller, parse_id("id", &id)?).await?;
-    let body = Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
+pub async fn download(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let (meta, stream) = s
+        .service
+        .download_array(&caller, parse_id("id", &id)?)
+        .await?;
+    let body =
+        Body::from_stream(stream.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))));
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, meta.size_bytes.to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}.npy\"", meta.id)),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}.npy\"", meta.id),
+            ),
         ],
         body,
     )

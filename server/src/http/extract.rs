@@ -16,14 +16,21 @@ pub struct Auth(pub Caller);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = match header {
-            None => None,
-            Some(h) => Some(h.strip_prefix("Bearer ").ok_or_else(|| {
-                Error::unauthenticated("authorization: expected `Bearer <key>`")
-            })?),
-        };
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let token =
+            match header {
+                None => None,
+                Some(h) => Some(h.strip_prefix("Bearer ").ok_or_else(|| {
+                    Error::unauthenticated("authorization: expected `Bearer <key>`")
+                })?),
+            };
         Ok(Auth(state.service.authenticate(token).await?))
     }
 }
@@ -47,8 +54,13 @@ fn json_error(r: JsonRejection) -> Error {
         JsonRejection::MissingJsonContentType(_) => {
             Error::invalid("content-type: expected `application/json`")
         }
-        JsonRejection::BytesRejection(b) if b.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            Error::new(ErrorCode::PayloadTooLarge, "body: JSON body exceeds the size limit")
+        JsonRejection::BytesRejection(b)
+            if b.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE =>
+        {
+            Error::new(
+                ErrorCode::PayloadTooLarge,
+                "body: JSON body exceeds the size limit",
+            )
         }
         other => Error::invalid(format!("body: {}", other.body_text())),
     }

@@ -21,7 +21,9 @@ use crate::AppState;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitJob {
-    pub spec: JobSpec,
+    /// `{"kind": "compare", "a": ..., "b": ..., "metrics": [...]}` or `{"kind": "noop", ...}`.
+    #[schema(value_type = JobSpec)]
+    pub spec: serde_json::Value,
     #[serde(default)]
     pub priority: i32,
     pub max_attempts: Option<u32>,
@@ -40,22 +42,34 @@ pub async fn submit(
     JsonBody(req): JsonBody<SubmitJob>,
 ) -> Result<(StatusCode, Json<Job>), ApiError> {
     let header_key = headers.get("idempotency-key").map(|v| {
-        v.to_str().map(str::to_string).map_err(|_| Error::invalid("idempotency-key: header is not valid text"))
+        v.to_str()
+            .map(str::to_string)
+            .map_err(|_| Error::invalid("idempotency-key: header is not valid text"))
     });
     let header_key = header_key.transpose()?;
     if let (Some(h), Some(b)) = (&header_key, &req.idempotency_key) {
         if h != b {
-            return Err(Error::invalid("idempotency_key: the header and the body name different keys").into());
+            return Err(Error::invalid(
+                "idempotency_key: the header and the body name different keys",
+            )
+            .into());
         }
     }
     let job = NewJob {
-        spec: req.spec,
+        spec: JobSpec::from_json(req.spec)?,
         priority: req.priority,
         max_attempts: req.max_attempts,
         idempotency_key: header_key.or(req.idempotency_key),
     };
     let (job, created) = s.service.submit_job(&caller, job).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(job)))
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(job),
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -74,7 +88,11 @@ pub struct JobPage {
 }
 
 #[utoipa::path(get, path = "/v1/jobs", params(ListParams), responses((status = 200, body = JobPage), (status = 400), (status = 401)))]
-pub async fn list(State(s): State<AppState>, Auth(caller): Auth, Query(p): Query<ListParams>) -> Result<Json<JobPage>, ApiError> {
+pub async fn list(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Query(p): Query<ListParams>,
+) -> Result<Json<JobPage>, ApiError> {
     let filter = JobFilter {
         state: p.state.as_deref().map(JobState::parse).transpose()?,
         kind: p.kind,
@@ -82,18 +100,33 @@ pub async fn list(State(s): State<AppState>, Auth(caller): Auth, Query(p): Query
         page_token: p.page_token,
     };
     let page = s.service.list_jobs(&caller, &filter).await?;
-    Ok(Json(JobPage { jobs: page.items, next_page_token: page.next_page_token }))
+    Ok(Json(JobPage {
+        jobs: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}", params(("id" = String, Path)), responses((status = 200, body = Job), (status = 404)))]
-pub async fn get_one(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.service.get_job(&caller, parse_id("id", &id)?).await?))
+pub async fn get_one(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        s.service.get_job(&caller, parse_id("id", &id)?).await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", params(("id" = String, Path)),
     responses((status = 200, body = Job), (status = 404), (status = 409)))]
-pub async fn cancel(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<Job>, ApiError> {
-    Ok(Json(s.service.cancel_job(&caller, parse_id("id", &id)?).await?))
+pub async fn cancel(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, ApiError> {
+    Ok(Json(
+        s.service.cancel_job(&caller, parse_id("id", &id)?).await?,
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -124,30 +157,46 @@ pub async fn events(
     }
     // Fail before streaming if the job is not the caller's.
     s.service.get_job(&caller, id).await?;
-    let stream = s.service.watch_job(&caller, id, after).map(|r| -> Result<Event, Infallible> {
-        Ok(match r {
-            Ok(e) => Event::default()
-                .id(e.id.to_string())
-                .event(e.kind.clone())
-                .data(serde_json::to_string(&e).unwrap_or_default()),
-            Err(e) => Event::default()
-                .event("error")
-                .data(serde_json::json!({"code": e.code().as_str(), "message": e.client_message()}).to_string()),
-        })
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+    let stream = s
+        .service
+        .watch_job(&caller, id, after)
+        .map(|r| -> Result<Event, Infallible> {
+            Ok(match r {
+                Ok(e) => Event::default()
+                    .id(e.id.to_string())
+                    .event(e.kind.clone())
+                    .data(serde_json::to_string(&e).unwrap_or_default()),
+                Err(e) => Event::default().event("error").data(
+                    serde_json::json!({"code": e.code().as_str(), "message": e.client_message()})
+                        .to_string(),
+                ),
+            })
+        });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/jobs/{id}/result", params(("id" = String, Path)),
     responses((status = 200, description = "the job's result JSON"), (status = 404), (status = 409, description = "the job has not succeeded")))]
-pub async fn result(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn result(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let job = s.service.get_job(&caller, parse_id("id", &id)?).await?;
     match (job.state, job.result) {
         (JobState::Succeeded, Some(r)) => Ok(Json(r)),
         (state, _) => Err(Error::new(
             ErrorCode::FailedPrecondition,
-            format!("job {} is {}; a result exists only once it succeeded{}", job.id, state.as_str(),
-                job.error.map(|e| format!(" (last error: {e})")).unwrap_or_default()),
+            format!(
+                "job {} is {}; a result exists only once it succeeded{}",
+                job.id,
+                state.as_str(),
+                job.error
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ),
         )
         .into()),
     }

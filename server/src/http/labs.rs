@@ -37,12 +37,18 @@ pub async fn create_lab(
     Auth(caller): Auth,
     JsonBody(req): JsonBody<CreateLab>,
 ) -> Result<(StatusCode, Json<CreatedLab>), ApiError> {
-    let (lab, api_key) = s.service.create_lab(&caller, &req.name, req.max_running_jobs).await?;
+    let (lab, api_key) = s
+        .service
+        .create_lab(&caller, &req.name, req.max_running_jobs)
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedLab { lab, api_key })))
 }
 
 #[utoipa::path(get, path = "/v1/labs", responses((status = 200, body = [Lab]), (status = 401), (status = 403)))]
-pub async fn list_labs(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Vec<Lab>>, ApiError> {
+pub async fn list_labs(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<Vec<Lab>>, ApiError> {
     Ok(Json(s.service.list_labs(&caller).await?))
 }
 
@@ -53,6 +59,9 @@ pub async fn create_key(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let (key_id, api_key) = s.service.create_api_key(&caller, parse_id("id", &id)?).await?;
+    let (key_id, api_key) = s
+        .service
+        .create_api_key(&caller, parse_id("id", &id)?)
+        .await?;
     Ok((StatusCode::CREATED, Json(CreatedKey { key_id, api_key })))
 }

@@ -23,7 +23,12 @@ pub fn router(state: AppState) -> Router {
     let v1 = Router::new()
         .route("/labs", post(labs::create_lab).get(labs::list_labs))
         .route("/labs/{id}/keys", post(labs::create_key))
-        .route("/arrays", post(arrays::upload).get(arrays::list).layer(DefaultBodyLimit::disable()))
+        .route(
+            "/arrays",
+            post(arrays::upload)
+                .get(arrays::list)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/arrays/{id}", get(arrays::get_one))
         .route("/arrays/{id}/data", get(arrays::download))
         .route("/jobs", post(jobs::submit).get(jobs::list))

@@ -37,9 +37,11 @@ impl JobKind for Compare {
         let metrics = spec.metrics.clone();
         let c = ctx.clone();
         let results = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let (sa, va) = neuralign_core::npy::decode_f64(&bytes_a).map_err(|e| EngineError::invalid(format!("a: {e}")))?;
+            let (sa, va) = neuralign_core::npy::decode_f64(&bytes_a)
+                .map_err(|e| EngineError::invalid(format!("a: {e}")))?;
             drop(bytes_a);
-            let (sb, vb) = neuralign_core::npy::decode_f64(&bytes_b).map_err(|e| EngineError::invalid(format!("b: {e}")))?;
+            let (sb, vb) = neuralign_core::npy::decode_f64(&bytes_b)
+                .map_err(|e| EngineError::invalid(format!("b: {e}")))?;
             drop(bytes_b);
             let ta = neuralign_engine::prepare("a", &sa, &va, c.device)?;
             let tb = neuralign_engine::prepare("b", &sb, &vb, c.device)?;
@@ -48,7 +50,10 @@ impl JobKind for Compare {
                 if c.cancel.is_cancelled() {
                     return Err(EngineError::Cancelled);
                 }
-                c.report(0.1 + 0.9 * done as f64 / n as f64, Some(format!("{} done", metrics[done - 1])));
+                c.report(
+                    0.1 + 0.9 * done as f64 / n as f64,
+                    Some(format!("{} done", metrics[done - 1])),
+                );
                 Ok(())
             })?;
             Ok((values, ta.size()[0], [ta.size()[1], tb.size()[1]]))

@@ -71,7 +71,10 @@ pub trait JobKind {
     const KIND: &'static str;
     type Spec: DeserializeOwned + Send;
     type Output: Serialize;
-    fn run(ctx: JobContext, spec: Self::Spec) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+    fn run(
+        ctx: JobContext,
+        spec: Self::Spec,
+    ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
 }
 
 async fn run_kind<K: JobKind>(ctx: JobContext, spec: Value) -> Outcome {
@@ -102,6 +105,8 @@ pub async fn run_claimed(kind: &str, ctx: JobContext, spec: Value) -> Outcome {
     match kind {
         Compare::KIND => run_kind::<Compare>(ctx, spec).await,
         Noop::KIND => run_kind::<Noop>(ctx, spec).await,
-        other => Outcome::Fatal(format!("kind: this worker cannot run jobs of kind {other:?}")),
+        other => Outcome::Fatal(format!(
+            "kind: this worker cannot run jobs of kind {other:?}"
+        )),
     }
 }

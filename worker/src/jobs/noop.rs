@@ -22,7 +22,10 @@ impl JobKind for Noop {
 
     async fn run(ctx: JobContext, spec: NoopSpec) -> Result<NoopOutput, JobError> {
         if ctx.attempt <= spec.fail_attempts {
-            return Err(JobError::Retryable(format!("noop: attempt {} fails on purpose", ctx.attempt)));
+            return Err(JobError::Retryable(format!(
+                "noop: attempt {} fails on purpose",
+                ctx.attempt
+            )));
         }
         let steps = (spec.duration_ms / 50).max(1);
         let step = Duration::from_millis(spec.duration_ms / steps);
@@ -37,6 +40,8 @@ impl JobKind for Noop {
                 }
             }
         }
-        Ok(NoopOutput { attempt: ctx.attempt })
+        Ok(NoopOutput {
+            attempt: ctx.attempt,
+        })
     }
 }
