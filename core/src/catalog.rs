@@ -1,15 +1,281 @@
-//! The metric catalogue: ids, directions, options and invariances of every
-//! metric the engine computes. Pure data so that the service can validate a
-//! request and list metrics without linking the numerical engine.
+//! The metric catalogue: every metric's id, typed options (with defaults),
+//! direction and invariances. Pure data, so the service validates a request
+//! and lists metrics without linking the numerical engine; the engine
+//! matches on `Metric` to compute.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// How a representational dissimilarity matrix is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RdmMethod {
+    /// Plain Euclidean distance (scipy `pdist(metric="euclidean")`).
+    Euclidean,
+    /// Squared Euclidean divided by the number of channels (rsatoolbox's "euclidean").
+    SqEuclidean,
+    /// 1 − Pearson r between patterns (rsatoolbox/scipy "correlation").
+    Correlation,
+    /// 1 − cosine similarity (scipy "cosine").
+    Cosine,
+    /// Symmetric Poisson KL divergence per channel (rsatoolbox "poisson", prior λ=1, weight 0.1).
+    Poisson,
+}
+
+/// How two RDM vectors are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RdmComparison {
+    Cosine,
+    Pearson,
+    Spearman,
+    /// Spearman's ρ_A (rsatoolbox): 12 Σ (r−r̄)(s−s̄) / (n³ − n), no tie correction.
+    RhoA,
+    /// Kendall's τ_A: (concordant − discordant) / (n(n−1)/2).
+    TauA,
+    /// Kendall's τ_B (scipy `kendalltau`), tie-corrected.
+    TauB,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RsaOptions {
+    #[serde(default = "RsaOptions::default_rdm")]
+    pub rdm: RdmMethod,
+    #[serde(default = "RsaOptions::default_comparison")]
+    pub comparison: RdmComparison,
+}
+
+impl RsaOptions {
+    fn default_rdm() -> RdmMethod {
+        RdmMethod::Correlation
+    }
+    fn default_comparison() -> RdmComparison {
+        RdmComparison::Spearman
+    }
+}
+
+/// Which median sets the RBF bandwidth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MedianOf {
+    /// Median of all n² squared distances, the zero diagonal included (Kornblith et al.'s code).
+    AllPairs,
+    /// Median of the off-diagonal squared distances only (Brain-Score).
+    OffDiagonal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearCkaOptions {
+    /// Unbiased HSIC estimator (Song et al. 2012); needs n ≥ 4.
+    #[serde(default)]
+    pub debiased: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RbfCkaOptions {
+    /// Bandwidth σ as a fraction of the median distance: K = exp(−d² / (2 t² median(d²))).
+    #[serde(default = "RbfCkaOptions::default_threshold")]
+    pub threshold: f64,
+    #[serde(default = "RbfCkaOptions::default_median")]
+    pub median: MedianOf,
+    #[serde(default)]
+    pub debiased: bool,
+}
+
+impl RbfCkaOptions {
+    fn default_threshold() -> f64 {
+        1.0
+    }
+    fn default_median() -> MedianOf {
+        MedianOf::AllPairs
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SvccaOptions {
+    /// Fraction of variance each representation keeps before CCA.
+    #[serde(default = "SvccaOptions::default_variance")]
+    pub variance_kept: f64,
+}
+
+impl SvccaOptions {
+    fn default_variance() -> f64 {
+        0.99
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MutualKnnOptions {
+    #[serde(default = "MutualKnnOptions::default_k")]
+    pub k: usize,
+}
+
+impl MutualKnnOptions {
+    fn default_k() -> usize {
+        10
+    }
+}
+
+/// A metric with its options, decoded and validated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Metric {
+    Rsa(RsaOptions),
+    LinearCka(LinearCkaOptions),
+    RbfCka(RbfCkaOptions),
+    Cca(NoOptions),
+    Svcca(SvccaOptions),
+    Pwcca(NoOptions),
+    MutualKnn(MutualKnnOptions),
+}
+
+/// A metric as a request names it: an id alone, or an id with options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum MetricRequest {
+    Id(String),
+    WithOptions {
+        id: String,
+        #[serde(default)]
+        #[schema(value_type = Object)]
+        options: serde_json::Map<String, Value>,
+    },
+}
+
+impl MetricRequest {
+    pub fn id(&self) -> &str {
+        match self {
+            MetricRequest::Id(id) | MetricRequest::WithOptions { id, .. } => id,
+        }
+    }
+}
+
+fn options<T: serde::de::DeserializeOwned>(
+    field: &str,
+    opts: &serde_json::Map<String, Value>,
+) -> Result<T> {
+    serde_path_to_error::deserialize(Value::Object(opts.clone()))
+        .map_err(|e| Error::invalid(format!("{field}.options.{}: {}", e.path(), e.inner())))
+}
+
+impl Metric {
+    /// Decodes one requested metric; `field` names it in errors (`metrics[2]`).
+    pub fn parse(field: &str, req: &MetricRequest) -> Result<Metric> {
+        let empty = serde_json::Map::new();
+        let (id, opts) = match req {
+            MetricRequest::Id(id) => (id.as_str(), &empty),
+            MetricRequest::WithOptions { id, options } => (id.as_str(), options),
+        };
+        let m = match id {
+            "rsa" => Metric::Rsa(options(field, opts)?),
+            "linear_cka" => Metric::LinearCka(options(field, opts)?),
+            "rbf_cka" => Metric::RbfCka(options(field, opts)?),
+            "cca" => Metric::Cca(options(field, opts)?),
+            "svcca" => Metric::Svcca(options(field, opts)?),
+            "pwcca" => Metric::Pwcca(options(field, opts)?),
+            "mutual_knn" => Metric::MutualKnn(options(field, opts)?),
+            other => {
+                let names: Vec<&str> = metrics().iter().map(|m| m.id).collect();
+                return Err(Error::invalid(format!(
+                    "{field}: unknown metric id {other:?} (known: {})",
+                    names.join(", ")
+                )));
+            }
+        };
+        m.check(field)?;
+        Ok(m)
+    }
+
+    fn check(&self, field: &str) -> Result<()> {
+        match self {
+            Metric::RbfCka(o) if !(o.threshold > 0.0 && o.threshold.is_finite()) => {
+                Err(Error::invalid(format!(
+                    "{field}.options.threshold: must be positive, got {}",
+                    o.threshold
+                )))
+            }
+            Metric::Svcca(o) if !(o.variance_kept > 0.0 && o.variance_kept <= 1.0) => {
+                Err(Error::invalid(format!(
+                    "{field}.options.variance_kept: must be in (0, 1], got {}",
+                    o.variance_kept
+                )))
+            }
+            Metric::MutualKnn(o) if o.k == 0 => Err(Error::invalid(format!(
+                "{field}.options.k: must be at least 1"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn id(&self) -> &'static str {
+        match self {
+            Metric::Rsa(_) => "rsa",
+            Metric::LinearCka(_) => "linear_cka",
+            Metric::RbfCka(_) => "rbf_cka",
+            Metric::Cca(_) => "cca",
+            Metric::Svcca(_) => "svcca",
+            Metric::Pwcca(_) => "pwcca",
+            Metric::MutualKnn(_) => "mutual_knn",
+        }
+    }
+
+    /// The options with every default filled in, as results record them.
+    pub fn options_json(&self) -> Value {
+        let v = match self {
+            Metric::Rsa(o) => serde_json::to_value(o),
+            Metric::LinearCka(o) => serde_json::to_value(o),
+            Metric::RbfCka(o) => serde_json::to_value(o),
+            Metric::Cca(o) | Metric::Pwcca(o) => serde_json::to_value(o),
+            Metric::Svcca(o) => serde_json::to_value(o),
+            Metric::MutualKnn(o) => serde_json::to_value(o),
+        };
+        v.unwrap_or(Value::Null)
+    }
+
+    /// The fewest stimuli the metric is defined for.
+    pub fn min_stimuli(&self) -> u64 {
+        match self {
+            Metric::LinearCka(LinearCkaOptions { debiased: true }) => 4,
+            Metric::RbfCka(o) if o.debiased => 4,
+            Metric::MutualKnn(o) => o.k as u64 + 1,
+            _ => 3,
+        }
+    }
+
+    pub fn direction(&self) -> &'static str {
+        "similarity"
+    }
+}
+
+/// Decodes a request's metric list, naming the offending entry.
+pub fn parse_metrics(reqs: &[MetricRequest]) -> Result<Vec<Metric>> {
+    if reqs.is_empty() {
+        return Err(Error::invalid(
+            "metrics: list is empty; name at least one metric id",
+        ));
+    }
+    reqs.iter()
+        .enumerate()
+        .map(|(i, r)| Metric::parse(&format!("metrics[{i}]"), r))
+        .collect()
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MetricOption {
     pub name: &'static str,
     pub kind: &'static str,
     #[schema(value_type = Object)]
-    pub default: serde_json::Value,
+    pub default: Value,
     pub description: &'static str,
 }
 
@@ -21,45 +287,107 @@ pub struct MetricInfo {
     pub description: &'static str,
     pub options: Vec<MetricOption>,
     pub invariances: Vec<&'static str>,
+    pub min_stimuli: u64,
 }
 
+fn opt(
+    name: &'static str,
+    kind: &'static str,
+    default: Value,
+    description: &'static str,
+) -> MetricOption {
+    MetricOption {
+        name,
+        kind,
+        default,
+        description,
+    }
+}
+
+const PERMUTE: &str = "consistent stimulus permutation";
+
 pub fn metrics() -> Vec<MetricInfo> {
+    let debiased = || {
+        opt(
+            "debiased",
+            "bool",
+            json!(false),
+            "unbiased HSIC estimator (Song et al. 2012); needs n >= 4",
+        )
+    };
     vec![
+        MetricInfo {
+            id: "rsa",
+            direction: "similarity",
+            description: "representational similarity analysis: an RDM per representation (strict upper triangle, \
+                row-major as scipy squareform), compared; NaN entries are dropped pairwise",
+            options: vec![
+                opt("rdm", "euclidean | sq_euclidean | correlation | cosine | poisson", json!("correlation"),
+                    "sq_euclidean is rsatoolbox's 'euclidean' (squared, divided by the number of channels); \
+                     poisson is rsatoolbox's symmetric KL with prior lambda 1, weight 0.1"),
+                opt("comparison", "cosine | pearson | spearman | rho_a | tau_a | tau_b", json!("spearman"),
+                    "rho_a and tau_a as rsatoolbox; tau_b as scipy.stats.kendalltau; ranks average ties"),
+            ],
+            invariances: vec![PERMUTE, "orthogonal transform (euclidean, sq_euclidean)", "per-stimulus affine scaling (correlation)"],
+            min_stimuli: 3,
+        },
         MetricInfo {
             id: "linear_cka",
             direction: "similarity",
-            description: "linear centered kernel alignment (Kornblith et al. 2019): \
-                ||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F) on column-centered stimulus x feature matrices",
-            options: vec![],
-            invariances: vec!["orthogonal transform", "isotropic scaling", "translation", "consistent stimulus permutation"],
+            description: "linear centered kernel alignment (Kornblith et al. 2019); the feature-space or Gram form \
+                is chosen from the shapes (they are equal)",
+            options: vec![debiased()],
+            invariances: vec![PERMUTE, "orthogonal transform", "isotropic scaling", "translation"],
+            min_stimuli: 3,
         },
         MetricInfo {
-            id: "rsa_correlation_spearman",
+            id: "rbf_cka",
             direction: "similarity",
-            description: "representational similarity: correlation-distance RDMs (1 - Pearson r between stimulus patterns), \
-                upper triangles compared by Spearman rank correlation (average ranks for ties)",
+            description: "CKA with Gaussian kernels exp(-d^2 / (2 threshold^2 median(d^2)))",
+            options: vec![
+                opt("threshold", "number > 0", json!(1.0), "bandwidth as a fraction of the median distance"),
+                opt("median", "all_pairs | off_diagonal", json!("all_pairs"),
+                    "all_pairs includes the zero diagonal (Kornblith et al.'s code); off_diagonal excludes it (Brain-Score)"),
+                debiased(),
+            ],
+            invariances: vec![PERMUTE, "orthogonal transform", "isotropic scaling", "translation"],
+            min_stimuli: 3,
+        },
+        MetricInfo {
+            id: "cca",
+            direction: "similarity",
+            description: "mean squared canonical correlation (R^2_CCA) over min(rank a, rank b) pairs, on centered data",
             options: vec![],
-            invariances: vec!["per-stimulus affine scaling", "monotone transforms of dissimilarities", "consistent stimulus permutation"],
+            invariances: vec![PERMUTE, "invertible linear transform", "translation"],
+            min_stimuli: 3,
+        },
+        MetricInfo {
+            id: "svcca",
+            direction: "similarity",
+            description: "SVCCA (Raghu et al. 2017): each representation reduced to the top principal components \
+                keeping variance_kept of its variance, then the mean canonical correlation",
+            options: vec![opt("variance_kept", "number in (0, 1]", json!(0.99), "variance each side keeps")],
+            invariances: vec![PERMUTE, "orthogonal transform", "isotropic scaling", "translation"],
+            min_stimuli: 3,
+        },
+        MetricInfo {
+            id: "pwcca",
+            direction: "similarity",
+            description: "projection-weighted CCA (Morcos et al. 2018): canonical correlations weighted by how much of \
+                representation a each canonical variate accounts for; weights come from a (the first array), so the \
+                metric is asymmetric; widths may differ",
+            options: vec![],
+            invariances: vec![PERMUTE, "translation"],
+            min_stimuli: 3,
+        },
+        MetricInfo {
+            id: "mutual_knn",
+            direction: "similarity",
+            description: "mutual k-nearest-neighbour alignment (Huh et al. 2024): rows L2-normalized, neighbours by \
+                cosine similarity excluding self, mean fraction of shared neighbours",
+            options: vec![opt("k", "integer >= 1", json!(10), "neighbours per stimulus")],
+            invariances: vec![PERMUTE, "orthogonal transform", "per-stimulus scaling"],
+            min_stimuli: 11,
         },
     ]
-}
-
-/// Fails with a message naming the unknown id and the known ones.
-pub fn check_metric_ids(ids: &[String]) -> crate::Result<()> {
-    if ids.is_empty() {
-        return Err(crate::Error::invalid(
-            "metrics: list is empty; name at least one metric id",
-        ));
-    }
-    let known = metrics();
-    for id in ids {
-        if !known.iter().any(|m| m.id == id) {
-            let names: Vec<&str> = known.iter().map(|m| m.id).collect();
-            return Err(crate::Error::invalid(format!(
-                "metrics: unknown metric id {id:?} (known: {})",
-                names.join(", ")
-            )));
-        }
-    }
-    Ok(())
 }

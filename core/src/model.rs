@@ -86,16 +86,17 @@ pub enum JobSpec {
 pub struct CompareSpec {
     pub a: Uuid,
     pub b: Uuid,
+    /// Metric ids, or `{"id": ..., "options": {...}}` objects.
     #[serde(default = "CompareSpec::default_metrics")]
-    pub metrics: Vec<String>,
+    pub metrics: Vec<crate::catalog::MetricRequest>,
 }
 
 impl CompareSpec {
-    pub fn default_metrics() -> Vec<String> {
-        vec![
-            "linear_cka".to_string(),
-            "rsa_correlation_spearman".to_string(),
-        ]
+    pub fn default_metrics() -> Vec<crate::catalog::MetricRequest> {
+        ["linear_cka", "rsa"]
+            .into_iter()
+            .map(|id| crate::catalog::MetricRequest::Id(id.to_string()))
+            .collect()
     }
 }
 

@@ -4,15 +4,17 @@
 //! nothing of the database or the network: it takes tensors and returns
 //! numbers, so it is tested on its own.
 
+pub mod cca;
 pub mod cka;
 pub mod error;
+pub mod kendall;
+pub mod knn;
 pub mod metrics;
 pub mod rank;
 pub mod rdm;
 
 pub use error::{EngineError, Result};
-pub use metrics::{compare, prepare, MetricValue};
-
+pub use metrics::{compare, compute, prepare, MetricValue};
 /// Picks the compute device from a config string: `cpu`, `cuda` or `cuda:N`.
 /// Asking for CUDA where there is none is an error, never a silent fallback.
 pub fn parse_device(s: &str) -> Result<tch::Device> {

@@ -1,16 +1,18 @@
-//! The metric dispatcher: turns metric ids from a job into numbers. Ids and
-//! their documentation live in `neuralign_core::catalog`; this is where they
-//! are computed.
+//! The metric dispatcher: computes a decoded `Metric` between two
+//! representations. Ids, options and documentation live in
+//! `neuralign_core::catalog`; this is where they become numbers.
 
+use neuralign_core::catalog::{Metric, RdmComparison};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::{cka, rank, rdm};
+use crate::{cca, cka, kendall, knn, rank, rdm};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MetricValue {
     pub metric: String,
+    pub options: serde_json::Value,
     pub direction: &'static str,
     pub value: f64,
 }
@@ -31,14 +33,43 @@ pub fn prepare(field: &str, shape: &[u64], values: &[f64], device: Device) -> Re
     }
 }
 
-/// Computes each metric between `a` and `b` (same stimuli, same order),
-/// calling `step` after each so the caller can report progress or stop.
-pub fn compare(
-    a: &Tensor,
-    b: &Tensor,
-    metric_ids: &[String],
-    mut step: impl FnMut(usize) -> Result<()>,
-) -> Result<Vec<MetricValue>> {
+/// Compares two RDM vectors, dropping entries that are NaN in either.
+pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
+    let keep = a.isfinite().logical_and(&b.isfinite());
+    let (a, b) = (a.masked_select(&keep), b.masked_select(&keep));
+    if a.size()[0] < 2 {
+        return Err(EngineError::invalid(
+            "fewer than 2 finite dissimilarities to compare",
+        ));
+    }
+    Ok(match how {
+        RdmComparison::Cosine => rank::cosine(&a, &b),
+        RdmComparison::Pearson => rank::pearson(&a, &b),
+        RdmComparison::Spearman => rank::spearman(&a, &b),
+        RdmComparison::RhoA => rank::rho_a(&a, &b),
+        RdmComparison::TauA | RdmComparison::TauB => {
+            let (va, vb) = (
+                Vec::<f64>::try_from(&a.to_device(Device::Cpu))?,
+                Vec::<f64>::try_from(&b.to_device(Device::Cpu))?,
+            );
+            if how == RdmComparison::TauA {
+                kendall::tau_a(&va, &vb)
+            } else {
+                kendall::tau_b(&va, &vb)
+            }
+        }
+    })
+}
+
+fn name_input(e: EngineError, field: &str) -> EngineError {
+    match e {
+        EngineError::Invalid(m) => EngineError::Invalid(format!("{field}: {m}")),
+        other => other,
+    }
+}
+
+/// One metric between `a` and `b` (same stimuli, same order).
+pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
     let _guard = tch::no_grad_guard();
     if a.size()[0] != b.size()[0] {
         return Err(EngineError::invalid(format!(
@@ -47,39 +78,59 @@ pub fn compare(
             b.size()[0]
         )));
     }
-    let mut out = Vec::with_capacity(metric_ids.len());
-    for (i, id) in metric_ids.iter().enumerate() {
-        let value = match id.as_str() {
-            "linear_cka" => cka::linear_cka(a, b),
-            "rsa_correlation_spearman" => {
-                let ra = rdm::correlation_rdm(a).map_err(|e| name_input(e, "a"))?;
-                let rb = rdm::correlation_rdm(b).map_err(|e| name_input(e, "b"))?;
-                rank::spearman(&ra, &rb)
-            }
-            other => {
-                return Err(EngineError::invalid(format!(
-                    "metrics: unknown metric id {other:?}"
-                )))
-            }
-        };
-        if !value.is_finite() {
-            return Err(EngineError::invalid(format!(
-                "{id}: the result is not finite (an input has no variance)"
-            )));
+    let n = a.size()[0] as u64;
+    if n < metric.min_stimuli() {
+        return Err(EngineError::invalid(format!(
+            "{} needs at least {} stimuli, got {n}",
+            metric.id(),
+            metric.min_stimuli()
+        )));
+    }
+    let value = match metric {
+        Metric::Rsa(o) => {
+            let ra = rdm::rdm(a, o.rdm).map_err(|e| name_input(e, "a"))?;
+            let rb = rdm::rdm(b, o.rdm).map_err(|e| name_input(e, "b"))?;
+            compare_rdms(&ra, &rb, o.comparison)?
         }
+        Metric::LinearCka(o) => cka::linear_cka(a, b, o.debiased),
+        Metric::RbfCka(o) => cka::rbf_cka(a, b, o),
+        Metric::Cca(_) => cca::mean_sq_cca(a, b)?,
+        Metric::Svcca(o) => cca::svcca(a, b, o.variance_kept)?,
+        Metric::Pwcca(_) => cca::pwcca(a, b)?,
+        Metric::MutualKnn(o) => knn::mutual_knn(a, b, o.k),
+    };
+    if !value.is_finite() {
+        return Err(EngineError::invalid(format!(
+            "{}: the result is not finite (an input has no variance)",
+            metric.id()
+        )));
+    }
+    Ok(value)
+}
+
+/// Computes each metric, calling `step` after each so the caller can report
+/// progress or stop.
+pub fn compare(
+    a: &Tensor,
+    b: &Tensor,
+    metrics: &[Metric],
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<Vec<MetricValue>> {
+    let mut out = Vec::with_capacity(metrics.len());
+    for (i, m) in metrics.iter().enumerate() {
+        let value = compute(m, a, b).map_err(|e| match e {
+            EngineError::Invalid(msg) => {
+                EngineError::Invalid(format!("metrics[{i}] ({}): {msg}", m.id()))
+            }
+            other => other,
+        })?;
         out.push(MetricValue {
-            metric: id.clone(),
-            direction: "similarity",
+            metric: m.id().to_string(),
+            options: m.options_json(),
+            direction: m.direction(),
             value,
         });
         step(i + 1)?;
     }
     Ok(out)
-}
-
-fn name_input(e: EngineError, field: &str) -> EngineError {
-    match e {
-        EngineError::Invalid(m) => EngineError::Invalid(format!("{field}: {m}")),
-        other => other,
-    }
 }

@@ -20,16 +20,29 @@ pub fn average_ranks(x: &Tensor) -> Tensor {
     Tensor::zeros([n], (Kind::Double, dev)).scatter(0, &order, &ranks_sorted)
 }
 
+/// Cosine similarity of two 1-D tensors.
+pub fn cosine(x: &Tensor, y: &Tensor) -> f64 {
+    let num = (x * y).sum(Kind::Double);
+    (num / (x.square().sum(Kind::Double) * y.square().sum(Kind::Double)).sqrt()).double_value(&[])
+}
+
 /// Pearson correlation of two 1-D float64 tensors.
 pub fn pearson(x: &Tensor, y: &Tensor) -> f64 {
-    let xc = x - x.mean(Kind::Double);
-    let yc = y - y.mean(Kind::Double);
-    let num = (&xc * &yc).sum(Kind::Double);
-    let den = ((&xc * &xc).sum(Kind::Double) * (&yc * &yc).sum(Kind::Double)).sqrt();
-    (num / den).double_value(&[])
+    cosine(&(x - x.mean(Kind::Double)), &(y - y.mean(Kind::Double)))
 }
 
 /// Spearman rank correlation (Pearson of average ranks).
 pub fn spearman(x: &Tensor, y: &Tensor) -> f64 {
     pearson(&average_ranks(x), &average_ranks(y))
+}
+
+/// Spearman's ρ_A as rsatoolbox defines it: 12 Σ (r − r̄)(s − s̄) / (n³ − n),
+/// which equals ρ without ties and is not tie-corrected with them.
+pub fn rho_a(x: &Tensor, y: &Tensor) -> f64 {
+    let n = x.size()[0] as f64;
+    let (r, s) = (average_ranks(x), average_ranks(y));
+    let num = ((&r - r.mean(Kind::Double)) * (&s - s.mean(Kind::Double)))
+        .sum(Kind::Double)
+        .double_value(&[]);
+    12.0 * num / (n * n * n - n)
 }

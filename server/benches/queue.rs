@@ -13,21 +13,37 @@ use neuralign_worker::{spawn_workers, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
 fn noop() -> NewJob {
-    NewJob { spec: JobSpec::Noop(NoopSpec::default()), priority: 0, max_attempts: None, idempotency_key: None }
+    NewJob {
+        spec: JobSpec::Noop(NoopSpec::default()),
+        priority: 0,
+        max_attempts: None,
+        idempotency_key: None,
+    }
 }
 
 async fn count_done(svc: &Service) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'").fetch_one(svc.pool()).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+        .fetch_one(svc.pool())
+        .await
+        .unwrap()
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("DATABASE_URL")?;
-    let jobs: i64 = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+    let jobs: i64 = std::env::var("BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
     let pool = db::connect(&url, 24).await?;
     db::migrate(&pool).await?;
-    sqlx::query("TRUNCATE jobs, job_events, api_keys, labs CASCADE").execute(&pool).await?;
-    let cfg = ServiceConfig { poll_ms: 200, ..ServiceConfig::default() };
+    sqlx::query("TRUNCATE jobs, job_events, api_keys, labs CASCADE")
+        .execute(&pool)
+        .await?;
+    let cfg = ServiceConfig {
+        poll_ms: 200,
+        ..ServiceConfig::default()
+    };
     let notes = Notifications::new();
     let stop_listen = CancellationToken::new();
     let listener = notes.spawn(pool.clone(), stop_listen.clone());
@@ -40,7 +56,9 @@ async fn main() -> anyhow::Result<()> {
     println!("| workers | jobs | submit (jobs/s, 1 client) | run (jobs/s) |");
     println!("|---|---|---|---|");
     for workers in [1usize, 2, 4] {
-        sqlx::query("TRUNCATE jobs, job_events").execute(&pool).await?;
+        sqlx::query("TRUNCATE jobs, job_events")
+            .execute(&pool)
+            .await?;
         let t = Instant::now();
         for _ in 0..jobs {
             svc.submit_job(&caller, noop()).await?;
@@ -48,7 +66,11 @@ async fn main() -> anyhow::Result<()> {
         let submit_rate = jobs as f64 / t.elapsed().as_secs_f64();
         let stop = CancellationToken::new();
         let t = Instant::now();
-        let wcfg = WorkerConfig { concurrency: workers, device: "cpu".into(), ..Default::default() };
+        let wcfg = WorkerConfig {
+            concurrency: workers,
+            device: "cpu".into(),
+            ..Default::default()
+        };
         let slots = spawn_workers(svc.clone(), wcfg, tch::Device::Cpu, stop.clone());
         while count_done(&svc).await < jobs {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -62,9 +84,15 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Latency: an idle fleet of 2 slots, jobs submitted one at a time.
-    sqlx::query("TRUNCATE jobs, job_events").execute(&pool).await?;
+    sqlx::query("TRUNCATE jobs, job_events")
+        .execute(&pool)
+        .await?;
     let stop = CancellationToken::new();
-    let wcfg = WorkerConfig { concurrency: 2, device: "cpu".into(), ..Default::default() };
+    let wcfg = WorkerConfig {
+        concurrency: 2,
+        device: "cpu".into(),
+        ..Default::default()
+    };
     let slots = spawn_workers(svc.clone(), wcfg, tch::Device::Cpu, stop.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     let n = 500;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::Service;
 use crate::auth::Caller;
-use crate::catalog::check_metric_ids;
+use crate::catalog::parse_metrics;
 use crate::error::{Error, Result};
 use crate::model::{ArrayMeta, Job, JobEvent, JobFilter, JobSpec, NewJob, Page};
 use crate::queue;
@@ -35,7 +35,8 @@ impl Service {
     async fn validate_spec(&self, caller: &Caller, spec: &JobSpec) -> Result<()> {
         match spec {
             JobSpec::Compare(c) => {
-                check_metric_ids(&c.metrics)?;
+                let metrics = parse_metrics(&c.metrics)?;
+                let _ = &metrics;
                 let (a, _) = self
                     .array_with_blob(caller.lab_id(), c.a)
                     .await

@@ -3,6 +3,7 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use neuralign_core::catalog::MetricRequest;
 use neuralign_core::model::{
     parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec,
 };
@@ -28,6 +29,10 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
                     CompareSpec::default_metrics()
                 } else {
                     metrics
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, m)| metric_request(i, m))
+                        .collect::<Result<_, _>>()?
                 },
             }))
         }
@@ -39,6 +44,19 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             fail_attempts,
         })),
         None => Err(Error::invalid("spec: missing; set one of compare, noop")),
+    }
+}
+
+fn metric_request(i: usize, m: v1::MetricRequest) -> Result<MetricRequest, Error> {
+    let v1::MetricRequest { id, options_json } = m;
+    if options_json.trim().is_empty() {
+        return Ok(MetricRequest::Id(id));
+    }
+    match serde_json::from_str(&options_json) {
+        Ok(serde_json::Value::Object(options)) => Ok(MetricRequest::WithOptions { id, options }),
+        _ => Err(Error::invalid(format!(
+            "compare.metrics[{i}].options_json: not a JSON object"
+        ))),
     }
 }
 

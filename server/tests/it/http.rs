@@ -123,9 +123,9 @@ async fn compare_over_http_matches_the_float64_reference(pool: PgPool) {
         got("linear_cka")
     );
     assert!(
-        (got("rsa_correlation_spearman") - rsa).abs() < 1e-9,
+        (got("rsa") - rsa).abs() < 1e-9,
         "rsa {} vs reference {rsa}",
-        got("rsa_correlation_spearman")
+        got("rsa")
     );
     assert_eq!(result["n_stimuli"], N);
     let job: Value = s
@@ -702,6 +702,6 @@ async fn discovery_endpoints(pool: PgPool) {
         .iter()
         .map(|m| m["id"].as_str().unwrap())
         .collect();
-    assert!(ids.contains(&"linear_cka") && ids.contains(&"rsa_correlation_spearman"));
+    assert!(ids.contains(&"linear_cka") && ids.contains(&"rsa"));
     s.stop().await;
 }

@@ -34,7 +34,7 @@ impl JobKind for Compare {
         let bytes_a = neuralign_core::blobs::read_all(svc.pool(), blob_a).await?;
         let bytes_b = neuralign_core::blobs::read_all(svc.pool(), blob_b).await?;
         ctx.report(0.1, Some("arrays loaded".into()));
-        let metrics = spec.metrics.clone();
+        let metrics = neuralign_core::catalog::parse_metrics(&spec.metrics)?;
         let c = ctx.clone();
         let results = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             let (sa, va) = neuralign_core::npy::decode_f64(&bytes_a)
@@ -52,7 +52,7 @@ impl JobKind for Compare {
                 }
                 c.report(
                     0.1 + 0.9 * done as f64 / n as f64,
-                    Some(format!("{} done", metrics[done - 1])),
+                    Some(format!("{} done", metrics[done - 1].id())),
                 );
                 Ok(())
             })?;
