@@ -14,6 +14,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
   trap 'pg_stop test' EXIT
 fi
 
+bash "$NEURALIGN_ROOT/scripts/fixtures.sh"
 cargo build --workspace --all-targets
 cargo test --workspace -- --test-threads "${NEURALIGN_TEST_THREADS:-4}"
 

@@ -127,6 +127,44 @@ impl MutualKnnOptions {
     }
 }
 
+/// Train and test stimulus indices of one outer split (imported splits,
+/// e.g. Brain-Score's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplicitSplit {
+    pub train: Vec<u64>,
+    pub test: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RidgeOptions {
+    /// Candidate penalties; each neuron gets the one with the best inner-CV R².
+    #[serde(default = "RidgeOptions::default_alphas")]
+    pub alphas: Vec<f64>,
+    /// Outer folds when `splits` is not given.
+    #[serde(default = "RidgeOptions::default_folds")]
+    pub folds: usize,
+    /// Inner folds (contiguous, over the training stimuli in order) that choose alpha.
+    #[serde(default = "RidgeOptions::default_folds")]
+    pub inner_folds: usize,
+    /// Seed of the outer K-fold shuffle (SplitMix64 Fisher-Yates).
+    #[serde(default)]
+    pub seed: u64,
+    /// Explicit outer splits; when given, `folds` and `seed` are not used.
+    #[serde(default)]
+    pub splits: Option<Vec<ExplicitSplit>>,
+}
+
+impl RidgeOptions {
+    fn default_alphas() -> Vec<f64> {
+        (0..17).map(|i| 10f64.powf(-2.0 + 0.5 * i as f64)).collect()
+    }
+    fn default_folds() -> usize {
+        5
+    }
+}
+
 /// A metric with its options, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -137,6 +175,7 @@ pub enum Metric {
     Svcca(SvccaOptions),
     Pwcca(NoOptions),
     MutualKnn(MutualKnnOptions),
+    Ridge(RidgeOptions),
 }
 
 /// A metric as a request names it: an id alone, or an id with options.
@@ -184,6 +223,7 @@ impl Metric {
             "svcca" => Metric::Svcca(options(field, opts)?),
             "pwcca" => Metric::Pwcca(options(field, opts)?),
             "mutual_knn" => Metric::MutualKnn(options(field, opts)?),
+            "ridge" => Metric::Ridge(options(field, opts)?),
             other => {
                 let names: Vec<&str> = metrics().iter().map(|m| m.id).collect();
                 return Err(Error::invalid(format!(
@@ -226,6 +266,7 @@ impl Metric {
             Metric::Svcca(_) => "svcca",
             Metric::Pwcca(_) => "pwcca",
             Metric::MutualKnn(_) => "mutual_knn",
+            Metric::Ridge(_) => "ridge",
         }
     }
 
@@ -238,6 +279,7 @@ impl Metric {
             Metric::Cca(o) | Metric::Pwcca(o) => serde_json::to_value(o),
             Metric::Svcca(o) => serde_json::to_value(o),
             Metric::MutualKnn(o) => serde_json::to_value(o),
+            Metric::Ridge(o) => serde_json::to_value(o),
         };
         v.unwrap_or(Value::Null)
     }
@@ -248,6 +290,7 @@ impl Metric {
             Metric::LinearCka(LinearCkaOptions { debiased: true }) => 4,
             Metric::RbfCka(o) if o.debiased => 4,
             Metric::MutualKnn(o) => o.k as u64 + 1,
+            Metric::Ridge(o) => 2 * o.folds.max(o.inner_folds) as u64,
             _ => 3,
         }
     }
@@ -388,6 +431,22 @@ pub fn metrics() -> Vec<MetricInfo> {
             options: vec![opt("k", "integer >= 1", json!(10), "neighbours per stimulus")],
             invariances: vec![PERMUTE, "orthogonal transform", "per-stimulus scaling"],
             min_stimuli: 11,
+        },
+        MetricInfo {
+            id: "ridge",
+            direction: "similarity",
+            description: "linear predictivity: ridge regression from a (model features) to each neuron of b, the \
+                penalty chosen per neuron by inner K-fold CV (R^2), intercept fitted; held-out Pearson r per neuron, \
+                median over neurons, mean and SEM over outer splits. One SVD per training set serves every alpha",
+            options: vec![
+                opt("alphas", "list of numbers > 0", json!(RidgeOptions::default_alphas()), "candidate penalties"),
+                opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
+                opt("inner_folds", "integer >= 2", json!(5), "contiguous inner folds over the training stimuli"),
+                opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
+                opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits, e.g. Brain-Score's"),
+            ],
+            invariances: vec![PERMUTE, "invertible linear transform of a (as alpha -> 0)"],
+            min_stimuli: 10,
         },
     ]
 }

@@ -12,9 +12,11 @@ pub mod knn;
 pub mod metrics;
 pub mod rank;
 pub mod rdm;
+pub mod ridge;
+pub mod splits;
 
 pub use error::{EngineError, Result};
-pub use metrics::{compare, compute, prepare, MetricValue};
+pub use metrics::{compare, compute, compute_detailed, prepare, MetricValue};
 /// Picks the compute device from a config string: `cpu`, `cuda` or `cuda:N`.
 /// Asking for CUDA where there is none is an error, never a silent fallback.
 pub fn parse_device(s: &str) -> Result<tch::Device> {

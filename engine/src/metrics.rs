@@ -7,7 +7,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::{cca, cka, kendall, knn, rank, rdm};
+use crate::{cca, cka, kendall, knn, rank, rdm, ridge};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MetricValue {
@@ -15,6 +15,9 @@ pub struct MetricValue {
     pub options: serde_json::Value,
     pub direction: &'static str,
     pub value: f64,
+    /// Metric-specific extras: per-split scores, SEM, per-neuron values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Turns an uploaded array (N×D, or reps×N×D averaged over repetitions) into
@@ -70,6 +73,15 @@ fn name_input(e: EngineError, field: &str) -> EngineError {
 
 /// One metric between `a` and `b` (same stimuli, same order).
 pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
+    compute_detailed(metric, a, b).map(|(v, _)| v)
+}
+
+/// One metric, with the metric's details where it has any.
+pub fn compute_detailed(
+    metric: &Metric,
+    a: &Tensor,
+    b: &Tensor,
+) -> Result<(f64, Option<serde_json::Value>)> {
     let _guard = tch::no_grad_guard();
     if a.size()[0] != b.size()[0] {
         return Err(EngineError::invalid(format!(
@@ -86,6 +98,7 @@ pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
             metric.min_stimuli()
         )));
     }
+    let mut details = None;
     let value = match metric {
         Metric::Rsa(o) => {
             let ra = rdm::rdm(a, o.rdm).map_err(|e| name_input(e, "a"))?;
@@ -98,6 +111,11 @@ pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
         Metric::Svcca(o) => cca::svcca(a, b, o.variance_kept)?,
         Metric::Pwcca(_) => cca::pwcca(a, b)?,
         Metric::MutualKnn(o) => knn::mutual_knn(a, b, o.k),
+        Metric::Ridge(o) => {
+            let r = ridge::ridge(a, b, o, || Ok(()))?;
+            details = Some(serde_json::to_value(&r).unwrap_or_default());
+            r.value
+        }
     };
     if !value.is_finite() {
         return Err(EngineError::invalid(format!(
@@ -105,7 +123,7 @@ pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
             metric.id()
         )));
     }
-    Ok(value)
+    Ok((value, details))
 }
 
 /// Computes each metric, calling `step` after each so the caller can report
@@ -118,7 +136,7 @@ pub fn compare(
 ) -> Result<Vec<MetricValue>> {
     let mut out = Vec::with_capacity(metrics.len());
     for (i, m) in metrics.iter().enumerate() {
-        let value = compute(m, a, b).map_err(|e| match e {
+        let (value, details) = compute_detailed(m, a, b).map_err(|e| match e {
             EngineError::Invalid(msg) => {
                 EngineError::Invalid(format!("metrics[{i}] ({}): {msg}", m.id()))
             }
@@ -129,6 +147,7 @@ pub fn compare(
             options: m.options_json(),
             direction: m.direction(),
             value,
+            details,
         });
         step(i + 1)?;
     }

@@ -1,0 +1,243 @@
+//! Linear predictivity: ridge regression from model features to each
+//! neuron, with the penalty chosen per neuron by inner cross-validation and
+//! the fit scored on held-out stimuli. One SVD per training set serves every
+//! alpha (himalaya's trick): with X = U S Vᵀ, the weights for penalty α are
+//! V diag(s / (s² + α)) Uᵀ Y. Intercepts are fitted (X and Y centered on
+//! the training stimuli), as scikit-learn's `Ridge(fit_intercept=True)`.
+
+use neuralign_core::catalog::RidgeOptions;
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::error::{EngineError, Result};
+use crate::splits::{kfold, permutation, Split};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitScore {
+    /// Median over neurons of the held-out Pearson r.
+    pub median_r: f64,
+    /// Median over neurons of the held-out R².
+    pub median_r2: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RidgeResult {
+    /// Mean over splits of the median held-out r.
+    pub value: f64,
+    /// Standard error of that mean over splits.
+    pub sem: f64,
+    pub splits: Vec<SplitScore>,
+    /// Per neuron, the held-out r averaged over splits (NaN-free: neurons
+    /// constant on a test set are left out of that split's average).
+    pub per_neuron_r: Vec<f64>,
+    /// Per neuron, the alpha chosen most often over splits.
+    pub per_neuron_alpha: Vec<f64>,
+}
+
+struct Fit {
+    v: Tensor,
+    /// k × n_alphas: s / (s² + α).
+    shrink: Tensor,
+    uty: Tensor,
+    x_mean: Tensor,
+    y_mean: Tensor,
+}
+
+fn fit(x: &Tensor, y: &Tensor, alphas: &Tensor) -> Result<Fit> {
+    let x_mean = x.mean_dim(0, true, Kind::Double);
+    let y_mean = y.mean_dim(0, true, Kind::Double);
+    let (u, s, v) = (x - &x_mean).f_svd(true, true)?;
+    let s = s.unsqueeze(1);
+    let shrink = &s / (s.square() + alphas.unsqueeze(0));
+    let uty = u.transpose(0, 1).matmul(&(y - &y_mean));
+    Ok(Fit {
+        v,
+        shrink,
+        uty,
+        x_mean,
+        y_mean,
+    })
+}
+
+impl Fit {
+    /// Predictions for every alpha: n_alphas × n_test × q.
+    fn predict_all(&self, x: &Tensor) -> Tensor {
+        let xv = (x - &self.x_mean).matmul(&self.v); // n_test × k
+        let scaled = self.shrink.transpose(0, 1).unsqueeze(2) * self.uty.unsqueeze(0); // a × k × q
+        xv.unsqueeze(0).matmul(&scaled) + self.y_mean.unsqueeze(0)
+    }
+
+    /// Predictions with a per-neuron alpha index: n_test × q.
+    fn predict_chosen(&self, x: &Tensor, best: &Tensor) -> Tensor {
+        let coef = self
+            .v
+            .matmul(&(self.shrink.index_select(1, best) * &self.uty)); // p × q
+        (x - &self.x_mean).matmul(&coef) + &self.y_mean
+    }
+}
+
+/// R² per column (scikit-learn's `r2_score`, raw values; a constant column
+/// scores 1 if predicted exactly and 0 otherwise).
+fn r2(pred: &Tensor, truth: &Tensor) -> Tensor {
+    let dim = pred.dim() as i64 - 2;
+    let ss_res = (truth - pred)
+        .square()
+        .sum_dim_intlist(dim, false, Kind::Double);
+    let centered = truth - truth.mean_dim(dim, true, Kind::Double);
+    let ss_tot = centered
+        .square()
+        .sum_dim_intlist(dim, false, Kind::Double)
+        .expand_as(&ss_res);
+    let r: Tensor = 1.0 - &ss_res / &ss_tot;
+    let perfect = ss_res.eq(0.0).to_kind(Kind::Double);
+    r.where_self(&ss_tot.ne(0.0), &perfect)
+}
+
+/// Pearson r per column; NaN where either side is constant.
+fn pearson_columns(pred: &Tensor, truth: &Tensor) -> Tensor {
+    let pc = pred - pred.mean_dim(0, true, Kind::Double);
+    let tc = truth - truth.mean_dim(0, true, Kind::Double);
+    let num = (&pc * &tc).sum_dim_intlist(0, false, Kind::Double);
+    num / (pc.square().sum_dim_intlist(0, false, Kind::Double)
+        * tc.square().sum_dim_intlist(0, false, Kind::Double))
+    .sqrt()
+}
+
+fn nanmedian(t: &Tensor) -> f64 {
+    let v = t.masked_select(&t.isnan().logical_not());
+    let n = v.size()[0];
+    if n == 0 {
+        return f64::NAN;
+    }
+    let (s, _) = v.sort(0, false);
+    if n % 2 == 1 {
+        s.double_value(&[n / 2])
+    } else {
+        (s.double_value(&[n / 2 - 1]) + s.double_value(&[n / 2])) / 2.0
+    }
+}
+
+/// The outer splits: explicit ones (validated), or seeded K-fold.
+pub fn outer_splits(n: usize, o: &RidgeOptions) -> Result<Vec<Split>> {
+    match &o.splits {
+        Some(explicit) => {
+            for (i, s) in explicit.iter().enumerate() {
+                if s.train.is_empty() || s.test.is_empty() {
+                    return Err(EngineError::invalid(format!(
+                        "splits[{i}]: train and test must both be non-empty"
+                    )));
+                }
+                if let Some(bad) = s.train.iter().chain(&s.test).find(|&&j| j >= n as u64) {
+                    return Err(EngineError::invalid(format!(
+                        "splits[{i}]: index {bad} is out of range for {n} stimuli"
+                    )));
+                }
+                if s.train.iter().any(|j| s.test.contains(j)) {
+                    return Err(EngineError::invalid(format!(
+                        "splits[{i}]: a stimulus is in both train and test"
+                    )));
+                }
+            }
+            Ok(explicit
+                .iter()
+                .map(|s| Split {
+                    train: s.train.iter().map(|&j| j as i64).collect(),
+                    test: s.test.iter().map(|&j| j as i64).collect(),
+                })
+                .collect())
+        }
+        None => {
+            if o.folds < 2 || o.folds > n {
+                return Err(EngineError::invalid(format!(
+                    "folds: must be between 2 and the {n} stimuli, got {}",
+                    o.folds
+                )));
+            }
+            Ok(kfold(&permutation(n, o.seed), o.folds))
+        }
+    }
+}
+
+pub fn ridge(
+    x: &Tensor,
+    y: &Tensor,
+    o: &RidgeOptions,
+    mut step: impl FnMut() -> Result<()>,
+) -> Result<RidgeResult> {
+    let n = x.size()[0] as usize;
+    let q = y.size()[1];
+    let dev = x.device();
+    let alphas = Tensor::from_slice(&o.alphas)
+        .to_kind(Kind::Double)
+        .to_device(dev);
+    let splits = outer_splits(n, o)?;
+    let mut scores = Vec::with_capacity(splits.len());
+    let mut r_sum = Tensor::zeros([q], (Kind::Double, dev));
+    let mut r_count = Tensor::zeros([q], (Kind::Double, dev));
+    let mut alpha_votes = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
+    for (si, split) in splits.iter().enumerate() {
+        if split.train.len() < o.inner_folds.max(2) {
+            return Err(EngineError::invalid(format!(
+                "splits[{si}]: {} training stimuli cannot make {} inner folds",
+                split.train.len(),
+                o.inner_folds
+            )));
+        }
+        // Inner CV on the training stimuli, in their given order.
+        let mut inner_score = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
+        for inner in kfold(&split.train, o.inner_folds) {
+            let (tr, va) = (
+                Tensor::from_slice(&inner.train).to_device(dev),
+                Tensor::from_slice(&inner.test).to_device(dev),
+            );
+            let f = fit(&x.index_select(0, &tr), &y.index_select(0, &tr), &alphas)?;
+            let pred = f.predict_all(&x.index_select(0, &va));
+            inner_score += r2(&pred, &y.index_select(0, &va).unsqueeze(0));
+        }
+        let best = inner_score.argmax(0, false); // first maximum, as numpy
+        alpha_votes += best
+            .one_hot(o.alphas.len() as i64)
+            .transpose(0, 1)
+            .to_kind(Kind::Double);
+        let (tr, te) = (
+            Tensor::from_slice(&split.train).to_device(dev),
+            Tensor::from_slice(&split.test).to_device(dev),
+        );
+        let f = fit(&x.index_select(0, &tr), &y.index_select(0, &tr), &alphas)?;
+        let pred = f.predict_chosen(&x.index_select(0, &te), &best);
+        let truth = y.index_select(0, &te);
+        let r = pearson_columns(&pred, &truth);
+        let valid = r.isnan().logical_not();
+        r_sum += r.nan_to_num(0.0, None, None);
+        r_count += valid.to_kind(Kind::Double);
+        scores.push(SplitScore {
+            median_r: nanmedian(&r),
+            median_r2: nanmedian(&r2(&pred, &truth)),
+        });
+        step()?;
+    }
+    let k = scores.len() as f64;
+    let value = scores.iter().map(|s| s.median_r).sum::<f64>() / k;
+    let sem = if k > 1.0 {
+        (scores
+            .iter()
+            .map(|s| (s.median_r - value).powi(2))
+            .sum::<f64>()
+            / (k - 1.0))
+            .sqrt()
+            / k.sqrt()
+    } else {
+        f64::NAN
+    };
+    let per_neuron_r = Vec::<f64>::try_from(&(r_sum / r_count).to_device(tch::Device::Cpu))?;
+    let chosen = alpha_votes.argmax(0, false);
+    let per_neuron_alpha =
+        Vec::<f64>::try_from(&alphas.index_select(0, &chosen).to_device(tch::Device::Cpu))?;
+    Ok(RidgeResult {
+        value,
+        sem,
+        splits: scores,
+        per_neuron_r,
+        per_neuron_alpha,
+    })
+}

@@ -1,0 +1,139 @@
+//! Properties every similarity must have, on random data: self-similarity
+//! is 1, the value is symmetric where the metric is, and it does not change
+//! under the transforms the catalogue lists (consistent stimulus
+//! permutation, orthogonal transforms, isotropic scaling).
+
+use neuralign_core::catalog::{Metric, MetricRequest};
+use neuralign_engine::compute;
+use tch::{Device, Kind, Tensor};
+
+fn metric(id: &str, options: serde_json::Value) -> Metric {
+    let options = options.as_object().unwrap().clone();
+    Metric::parse(
+        "m",
+        &MetricRequest::WithOptions {
+            id: id.into(),
+            options,
+        },
+    )
+    .unwrap()
+}
+
+fn all() -> Vec<Metric> {
+    use serde_json::json;
+    vec![
+        metric("rsa", json!({})),
+        metric("rsa", json!({"rdm": "euclidean", "comparison": "tau_a"})),
+        metric("linear_cka", json!({})),
+        metric("linear_cka", json!({"debiased": true})),
+        metric("rbf_cka", json!({"median": "off_diagonal"})),
+        metric("cca", json!({})),
+        metric("svcca", json!({})),
+        metric("mutual_knn", json!({"k": 5})),
+    ]
+}
+
+fn random(n: i64, d: i64, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randn([n, d], (Kind::Double, Device::Cpu))
+}
+
+fn orthogonal(d: i64, seed: i64) -> Tensor {
+    let (q, _) = Tensor::linalg_qr(&random(d, d, seed), "reduced");
+    q
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn self_similarity_is_one() {
+    let x = random(30, 12, 1);
+    for m in all() {
+        let v = compute(&m, &x, &x).unwrap();
+        assert!(
+            close(v, 1.0),
+            "{} {} self-similarity {v}",
+            m.id(),
+            m.options_json()
+        );
+    }
+}
+
+#[test]
+fn invariant_to_permuting_stimuli_consistently() {
+    let (x, y) = (
+        random(30, 12, 2),
+        random(30, 7, 3) + random(30, 12, 2).narrow(1, 0, 7),
+    );
+    let perm = Tensor::randperm(30, (Kind::Int64, Device::Cpu));
+    for m in all() {
+        let v = compute(&m, &x, &y).unwrap();
+        let p = compute(&m, &x.index_select(0, &perm), &y.index_select(0, &perm)).unwrap();
+        assert!(
+            close(v, p),
+            "{} {}: {v} vs permuted {p}",
+            m.id(),
+            m.options_json()
+        );
+    }
+}
+
+#[test]
+fn invariant_to_rotation_and_scaling_where_listed() {
+    let (x, y) = (
+        random(30, 12, 4),
+        random(30, 12, 4) * 0.7 + random(30, 12, 5),
+    );
+    let q = orthogonal(12, 6);
+    let rotation_invariant = [
+        metric("linear_cka", serde_json::json!({})),
+        metric("linear_cka", serde_json::json!({"debiased": true})),
+        metric("rbf_cka", serde_json::json!({})),
+        metric("cca", serde_json::json!({})),
+        metric("svcca", serde_json::json!({})),
+        metric("rsa", serde_json::json!({"rdm": "euclidean"})),
+    ];
+    for m in rotation_invariant {
+        let v = compute(&m, &x, &y).unwrap();
+        let r = compute(&m, &(x.matmul(&q) * 3.5), &y).unwrap();
+        assert!(
+            close(v, r),
+            "{} {}: {v} vs rotated and scaled {r}",
+            m.id(),
+            m.options_json()
+        );
+    }
+}
+
+#[test]
+fn symmetric_metrics_are_symmetric_and_bounded() {
+    let (x, y) = (random(25, 9, 7), random(25, 14, 8));
+    for m in all() {
+        let (v, w) = (compute(&m, &x, &y).unwrap(), compute(&m, &y, &x).unwrap());
+        assert!(
+            close(v, w),
+            "{} {}: {v} vs swapped {w}",
+            m.id(),
+            m.options_json()
+        );
+        assert!(
+            (-1.0 - 1e-12..=1.0 + 1e-12).contains(&v),
+            "{} out of bounds: {v}",
+            m.id()
+        );
+    }
+}
+
+#[test]
+fn too_few_stimuli_is_a_clear_error() {
+    let x = random(3, 5, 9);
+    let err = compute(
+        &metric("linear_cka", serde_json::json!({"debiased": true})),
+        &x,
+        &x,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("at least 4 stimuli"), "{err}");
+}
