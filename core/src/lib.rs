@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod inference;
 pub mod model;
 pub mod notify;
 pub mod npy;

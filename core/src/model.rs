@@ -89,6 +89,15 @@ pub struct CompareSpec {
     /// Metric ids, or `{"id": ..., "options": {...}}` objects.
     #[serde(default = "CompareSpec::default_metrics")]
     pub metrics: Vec<crate::catalog::MetricRequest>,
+    /// Bootstrap confidence intervals over stimuli.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<crate::inference::BootstrapSpec>,
+    /// Permutation p-values (stimulus labels of b shuffled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permutation: Option<crate::inference::PermutationSpec>,
+    /// Split-half noise ceiling of b (needs repetitions: b shaped reps × stimuli × neurons).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<crate::inference::CeilingSpec>,
 }
 
 impl CompareSpec {

@@ -7,9 +7,11 @@
 pub mod cca;
 pub mod cka;
 pub mod error;
+pub mod inference;
 pub mod kendall;
 pub mod knn;
 pub mod metrics;
+pub mod pipeline;
 pub mod rank;
 pub mod rdm;
 pub mod ridge;

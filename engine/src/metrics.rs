@@ -51,10 +51,8 @@ pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
         RdmComparison::Spearman => rank::spearman(&a, &b),
         RdmComparison::RhoA => rank::rho_a(&a, &b),
         RdmComparison::TauA | RdmComparison::TauB => {
-            let (va, vb) = (
-                Vec::<f64>::try_from(&a.to_device(Device::Cpu))?,
-                Vec::<f64>::try_from(&b.to_device(Device::Cpu))?,
-            );
+            let cpu = |t: &Tensor| Vec::<f64>::try_from(&rank::snap_ties(t).to_device(Device::Cpu));
+            let (va, vb) = (cpu(&a)?, cpu(&b)?);
             if how == RdmComparison::TauA {
                 kendall::tau_a(&va, &vb)
             } else {

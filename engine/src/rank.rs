@@ -3,10 +3,34 @@
 
 use tch::{Kind, Tensor};
 
-/// 1-based average ranks of a 1-D tensor.
+/// Values closer than this, relative to the largest magnitude, are ties.
+/// Dissimilarities that are equal in exact arithmetic (common with spike
+/// counts) come out of floating point a few ulps apart, in an order that
+/// depends on the BLAS; without a tolerance their ranks would be decided by
+/// rounding.
+pub const TIE_TOLERANCE: f64 = 1e-12;
+
+/// Replaces each run of near-equal values (consecutive sorted differences
+/// within the tolerance) by the run's smallest value.
+pub fn snap_ties(x: &Tensor) -> Tensor {
+    let n = x.size()[0];
+    if n < 2 {
+        return x.shallow_clone();
+    }
+    let (sorted, order) = x.sort(0, false);
+    let tol = TIE_TOLERANCE * x.abs().max().double_value(&[]);
+    let gaps = (sorted.slice(0, 1, n, 1) - sorted.slice(0, 0, n - 1, 1)).gt(tol);
+    let new_group = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, x.device())), gaps], 0);
+    let group_id = new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
+    let group_min = sorted.masked_select(&new_group);
+    let snapped = group_min.index_select(0, &group_id);
+    Tensor::zeros([n], (Kind::Double, x.device())).scatter(0, &order, &snapped)
+}
+
+/// 1-based average ranks of a 1-D tensor, ties (within the tolerance) averaged.
 pub fn average_ranks(x: &Tensor) -> Tensor {
     let n = x.size()[0];
-    let (sorted, order) = x.sort(0, false);
+    let (sorted, order) = snap_ties(x).sort(0, false);
     let dev = x.device();
     let changes = sorted
         .slice(0, 1, n, 1)

@@ -35,13 +35,25 @@ impl SplitMix64 {
 
 /// A seeded permutation of 0..n (Fisher–Yates from the end).
 pub fn permutation(n: usize, seed: u64) -> Vec<i64> {
+    permutation_from(&mut SplitMix64(seed), n)
+}
+
+/// The next permutation of 0..n from a running generator.
+pub fn permutation_from(rng: &mut SplitMix64, n: usize) -> Vec<i64> {
     let mut p: Vec<i64> = (0..n as i64).collect();
-    let mut rng = SplitMix64(seed);
     for i in (1..n).rev() {
         let j = rng.below(i as u64 + 1) as usize;
         p.swap(i, j);
     }
     p
+}
+
+/// `samples` bootstrap draws of n indices in [0, n), row by row.
+pub fn bootstrap_indices(n: usize, samples: usize, seed: u64) -> Vec<i64> {
+    let mut rng = SplitMix64(seed);
+    (0..n * samples)
+        .map(|_| rng.below(n as u64) as i64)
+        .collect()
 }
 
 /// Contiguous K-fold splits of `items` (in the given order).

@@ -172,3 +172,153 @@ fn ridge_matches_brute_force_scikit_learn() {
         }
     }
 }
+
+fn metric_of(v: &Value) -> Metric {
+    let req = MetricRequest::WithOptions {
+        id: v["id"].as_str().unwrap().to_string(),
+        options: v["options"].as_object().unwrap().clone(),
+    };
+    Metric::parse("metric", &req).unwrap()
+}
+
+#[test]
+fn bootstrap_permutation_and_ceiling_match_their_references() {
+    use neuralign_core::inference::{BootstrapSpec, CeilingSpec, Normalization, PermutationSpec};
+    use neuralign_engine::inference;
+    let doc = fixtures();
+    let inf = &doc["inference"];
+    let a = tensor(&inf["a"]).to_device(device());
+    let reps = tensor(&inf["b_reps"]).to_device(device());
+    let b = reps.mean_dim(0, false, Kind::Double);
+    let mut ok = || Ok(());
+    for case in inf["bootstrap"].as_array().unwrap() {
+        let m = metric_of(&case["metric"]);
+        let spec = BootstrapSpec {
+            samples: 200,
+            seed: 5,
+            confidence: 0.95,
+        };
+        let got = inference::bootstrap(&m, &a, &b, &spec, &mut ok).unwrap();
+        let want: Vec<f64> = case["ci"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for k in 0..2 {
+            assert!(
+                (got.ci[k] - want[k]).abs() < TOLERANCE,
+                "{} ci[{k}]: got {}, reference {}",
+                case["metric"],
+                got.ci[k],
+                want[k]
+            );
+        }
+        assert!(
+            (got.std - case["std"].as_f64().unwrap()).abs() < TOLERANCE,
+            "{} std",
+            case["metric"]
+        );
+    }
+    for case in inf["permutation"].as_array().unwrap() {
+        let m = metric_of(&case["metric"]);
+        let observed = neuralign_engine::compute(&m, &a, &b).unwrap();
+        let got = inference::permutation_test(
+            &m,
+            &a,
+            &b,
+            observed,
+            &PermutationSpec {
+                count: 100,
+                seed: 9,
+            },
+            &mut ok,
+        )
+        .unwrap();
+        assert!(
+            (got.p_value - case["p_value"].as_f64().unwrap()).abs() < 1e-12,
+            "{} p-value",
+            case["metric"]
+        );
+        let want = case["null_mean"].as_f64().unwrap();
+        assert!(
+            (got.null_mean - want).abs() < TOLERANCE,
+            "{} null mean: got {}, reference {want}",
+            case["metric"],
+            got.null_mean
+        );
+    }
+    for case in inf["ceiling"].as_array().unwrap() {
+        let m = metric_of(&case["metric"]);
+        let spec = CeilingSpec {
+            splits: 20,
+            seed: 11,
+            normalization: Normalization::ROverC,
+        };
+        let got = inference::split_half_ceiling(&m, &reps, &spec, &mut ok).unwrap();
+        let want = case["ceiling"].as_f64().unwrap();
+        assert!(
+            (got.ceiling - want).abs() < TOLERANCE,
+            "{} ceiling: got {}, reference {want}",
+            case["metric"],
+            got.ceiling
+        );
+        if let Some(per) = case["per_neuron"].as_array() {
+            for (g, w) in got.per_neuron.unwrap().iter().zip(per) {
+                assert!((g - w.as_f64().unwrap()).abs() < TOLERANCE);
+            }
+        }
+    }
+}
+
+#[test]
+fn weighted_bootstrap_equals_explicit_resampling() {
+    use neuralign_core::catalog::RdmMethod;
+    use neuralign_engine::{inference, rdm};
+    // The weighted path against building each resampled RDM by hand with
+    // NaN for a stimulus paired with its own copy.
+    let doc = fixtures();
+    let a = tensor(&doc["inference"]["a"]).to_device(device());
+    let b = tensor(&doc["inference"]["b_reps"])
+        .to_device(device())
+        .mean_dim(0, false, Kind::Double);
+    let n = a.size()[0];
+    let (ra, rb) = (
+        rdm::rdm(&a, RdmMethod::Correlation).unwrap(),
+        rdm::rdm(&b, RdmMethod::Correlation).unwrap(),
+    );
+    let draws_flat = neuralign_engine::splits::bootstrap_indices(n as usize, 20, 77);
+    let draws = Tensor::from_slice(&draws_flat)
+        .reshape([20, n])
+        .to_device(device());
+    for how in [
+        RdmComparison::Pearson,
+        RdmComparison::Cosine,
+        RdmComparison::Spearman,
+        RdmComparison::RhoA,
+        RdmComparison::TauB,
+    ] {
+        let fast = inference::rsa_bootstrap_values(&ra, &rb, n, how, &draws).unwrap();
+        for (s, fast) in fast.iter().enumerate() {
+            let d = &draws_flat[s * n as usize..(s + 1) * n as usize];
+            let (mut xa, mut xb) = (Vec::new(), Vec::new());
+            for i in 0..d.len() {
+                for j in i + 1..d.len() {
+                    let (u, v) = (d[i].min(d[j]), d[i].max(d[j]));
+                    if u == v {
+                        continue;
+                    }
+                    let k = u * n - u * (u + 1) / 2 + (v - u - 1);
+                    xa.push(ra.double_value(&[k]));
+                    xb.push(rb.double_value(&[k]));
+                }
+            }
+            let slow =
+                compare_rdms(&Tensor::from_slice(&xa), &Tensor::from_slice(&xb), how).unwrap();
+            assert!(
+                (fast - slow).abs() < 1e-9,
+                "{how:?} draw {s}: weighted {fast} vs explicit {slow}"
+            );
+        }
+    }
+}

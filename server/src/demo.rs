@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use bytes::Bytes;
 use futures::StreamExt;
+use neuralign_core::catalog::MetricRequest;
+use neuralign_core::inference::{BootstrapSpec, CeilingSpec, Normalization};
 use neuralign_core::model::{CompareSpec, JobSpec, NewJob};
 use neuralign_core::{npy, Service};
 
@@ -82,10 +84,25 @@ pub async fn run(
     let b = svc
         .upload_array(&caller, "demo-recording", once(recording))
         .await?;
+    let metrics = ["linear_cka", "rsa", "ridge"]
+        .into_iter()
+        .map(|m| MetricRequest::Id(m.into()))
+        .collect();
     let spec = JobSpec::Compare(CompareSpec {
         a: a.id,
         b: b.id,
-        metrics: CompareSpec::default_metrics(),
+        metrics,
+        bootstrap: Some(BootstrapSpec {
+            samples: 200,
+            seed: 1,
+            confidence: 0.95,
+        }),
+        permutation: None,
+        ceiling: Some(CeilingSpec {
+            splits: 20,
+            seed: 1,
+            normalization: Normalization::ROverC,
+        }),
     });
     let (job, _) = svc
         .submit_job(
@@ -109,7 +126,17 @@ pub async fn run(
     let done = svc.get_job(&caller, job.id).await?;
     match done.result {
         Some(result) if done.state == neuralign_core::model::JobState::Succeeded => {
-            println!("demo job succeeded: {result}");
+            println!("demo job succeeded:");
+            for r in result["results"].as_array().into_iter().flatten() {
+                println!(
+                    "  {:<10} value {:.4}  95% CI {}  ceiling {}  normalized {}",
+                    r["metric"].as_str().unwrap_or("?"),
+                    r["value"].as_f64().unwrap_or(f64::NAN),
+                    r["bootstrap"]["ci"],
+                    r["ceiling"]["ceiling"],
+                    r["normalized"]
+                );
+            }
         }
         _ => anyhow::bail!(
             "demo job ended {}: {}",

@@ -18,9 +18,10 @@ pub const MIN_STIMULI: u64 = 3;
 /// The stimulus axis of a compare input: N×D, or reps×N×D averaged over reps.
 pub fn stimulus_count(field: &str, meta: &ArrayMeta) -> Result<u64> {
     match meta.shape.as_slice() {
-        [n, _] | [_, n, _] => Ok(*n),
+        [n, _] | [_, n, _] | [_, n, _, _] => Ok(*n),
         other => Err(Error::invalid(format!(
-            "{field}: array {} has shape {other:?}; compare needs stimuli × features (2-D) or repetitions × stimuli × features (3-D)",
+            "{field}: array {} has shape {other:?}; compare needs stimuli × features (2-D), repetitions × stimuli × \
+             features (3-D) or repetitions × stimuli × features × time bins (4-D)",
             meta.id
         ))),
     }
@@ -36,7 +37,11 @@ impl Service {
         match spec {
             JobSpec::Compare(c) => {
                 let metrics = parse_metrics(&c.metrics)?;
-                let _ = &metrics;
+                crate::inference::validate(
+                    c.bootstrap.as_ref(),
+                    c.permutation.as_ref(),
+                    c.ceiling.as_ref(),
+                )?;
                 let (a, _) = self
                     .array_with_blob(caller.lab_id(), c.a)
                     .await
@@ -46,6 +51,22 @@ impl Service {
                     .await
                     .map_err(|e| name_field(e, "b"))?;
                 let (na, nb) = (stimulus_count("a", &a)?, stimulus_count("b", &b)?);
+                if let ([_, _, _, ta], [_, _, _, tb]) = (a.shape.as_slice(), b.shape.as_slice()) {
+                    if ta != tb {
+                        return Err(Error::invalid(format!(
+                            "b: time bins differ: a {} has {ta}, b {} has {tb}",
+                            a.id, b.id
+                        )));
+                    }
+                }
+                if c.ceiling.is_some()
+                    && !matches!(b.shape.as_slice(), [reps, ..] if b.shape.len() >= 3 && *reps >= 2)
+                {
+                    return Err(Error::invalid(format!(
+                        "ceiling: b {} has shape {:?}; a split-half ceiling needs repetitions (reps >= 2 × stimuli × neurons)",
+                        b.id, b.shape
+                    )));
+                }
                 if na != nb {
                     return Err(Error::invalid(format!(
                         "b: stimulus counts differ: a {} has {na} stimuli (shape {:?}), b {} has {nb} (shape {:?})",
@@ -56,6 +77,16 @@ impl Service {
                     return Err(Error::invalid(format!(
                         "a: compare needs at least {MIN_STIMULI} stimuli, got {na}"
                     )));
+                }
+                for (i, m) in metrics.iter().enumerate() {
+                    if na < m.min_stimuli() {
+                        return Err(Error::invalid(format!(
+                            "metrics[{i}]: {} with options {} needs at least {} stimuli, the arrays have {na}",
+                            m.id(),
+                            m.options_json(),
+                            m.min_stimuli()
+                        )));
+                    }
                 }
                 Ok(())
             }

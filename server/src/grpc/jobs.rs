@@ -21,21 +21,29 @@ pub struct Jobs(pub AppState);
 fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec, Error> {
     use v1::submit_job_request::Spec;
     match spec {
-        Some(Spec::Compare(v1::CompareSpec { a, b, metrics })) => {
-            Ok(JobSpec::Compare(CompareSpec {
-                a: parse_id("compare.a", &a)?,
-                b: parse_id("compare.b", &b)?,
-                metrics: if metrics.is_empty() {
-                    CompareSpec::default_metrics()
-                } else {
-                    metrics
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, m)| metric_request(i, m))
-                        .collect::<Result<_, _>>()?
-                },
-            }))
-        }
+        Some(Spec::Compare(v1::CompareSpec {
+            a,
+            b,
+            metrics,
+            bootstrap_json,
+            permutation_json,
+            ceiling_json,
+        })) => Ok(JobSpec::Compare(CompareSpec {
+            a: parse_id("compare.a", &a)?,
+            b: parse_id("compare.b", &b)?,
+            metrics: if metrics.is_empty() {
+                CompareSpec::default_metrics()
+            } else {
+                metrics
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, m)| metric_request(i, m))
+                    .collect::<Result<_, _>>()?
+            },
+            bootstrap: optional_json("compare.bootstrap_json", &bootstrap_json)?,
+            permutation: optional_json("compare.permutation_json", &permutation_json)?,
+            ceiling: optional_json("compare.ceiling_json", &ceiling_json)?,
+        })),
         Some(Spec::Noop(v1::NoopSpec {
             duration_ms,
             fail_attempts,
@@ -45,6 +53,19 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
         })),
         None => Err(Error::invalid("spec: missing; set one of compare, noop")),
     }
+}
+
+fn optional_json<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: &str,
+) -> Result<Option<T>, Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de)
+        .map(Some)
+        .map_err(|e| Error::invalid(format!("{field}.{}: {}", e.path(), e.inner())))
 }
 
 fn metric_request(i: usize, m: v1::MetricRequest) -> Result<MetricRequest, Error> {

@@ -89,6 +89,8 @@ async fn compare_over_grpc_matches_the_float64_reference(pool: PgPool) {
         a: a.id.clone(),
         b: b.id.clone(),
         metrics: vec![],
+        bootstrap_json: r#"{"samples": 50, "seed": 3}"#.into(),
+        ..Default::default()
     });
     let job = jobs
         .submit_job(v1::SubmitJobRequest {
@@ -138,6 +140,17 @@ async fn compare_over_grpc_matches_the_float64_reference(pool: PgPool) {
     };
     assert!((got("linear_cka") - reference::linear_cka(&xa, &xb)).abs() < 1e-9);
     assert!((got("rsa") - reference::rsa_spearman(&xa, &xb)).abs() < 1e-9);
+    for r in result["results"].as_array().unwrap() {
+        let ci = &r["bootstrap"]["ci"];
+        assert!(ci[0].as_f64().unwrap() <= ci[1].as_f64().unwrap(), "{r}");
+        assert_eq!(
+            (
+                r["bootstrap"]["samples"].as_u64(),
+                r["bootstrap"]["seed"].as_u64()
+            ),
+            (Some(50), Some(3))
+        );
+    }
     // Download streams the same bytes back.
     let mut down = arrays
         .download_array(v1::GetArrayRequest { id: b.id.clone() })

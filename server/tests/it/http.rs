@@ -127,7 +127,7 @@ async fn compare_over_http_matches_the_float64_reference(pool: PgPool) {
         "rsa {} vs reference {rsa}",
         got("rsa")
     );
-    assert_eq!(result["n_stimuli"], N);
+    assert_eq!(result["shape_b"], json!([3, N, 12]));
     let job: Value = s
         .client
         .get(s.url(&format!("/v1/jobs/{id}")))

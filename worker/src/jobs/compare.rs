@@ -1,10 +1,16 @@
-//! `compare`: two uploaded arrays, a list of metrics, numbers out. Arrays
-//! are read from the blob store on the async side; all tensor work happens
-//! in `spawn_blocking`, checking the cancellation token between metrics.
+//! `compare`: two uploaded arrays, a list of metrics (with bootstrap,
+//! permutation and ceiling when asked), numbers out. Arrays are read from
+//! the blob store on the async side; all tensor work happens in
+//! `spawn_blocking`, checking the cancellation token between units of work.
 
+use std::time::{Duration, Instant};
+
+use neuralign_core::catalog::parse_metrics;
 use neuralign_core::model::CompareSpec;
-use neuralign_engine::{EngineError, MetricValue};
+use neuralign_engine::pipeline::{self, ComparePlan, MetricResult};
+use neuralign_engine::EngineError;
 use serde::Serialize;
+use tch::Tensor;
 
 use super::{JobContext, JobError, JobKind};
 
@@ -14,12 +20,24 @@ pub struct Compare;
 pub struct CompareOutput {
     pub a: uuid::Uuid,
     pub b: uuid::Uuid,
-    pub n_stimuli: i64,
-    pub features: [i64; 2],
+    pub shape_a: Vec<u64>,
+    pub shape_b: Vec<u64>,
     pub device: String,
     pub precision: &'static str,
     pub engine_version: &'static str,
-    pub results: Vec<MetricValue>,
+    pub results: Vec<MetricResult>,
+}
+
+fn load(field: &str, bytes: &[u8], device: tch::Device) -> Result<(Vec<u64>, Tensor), EngineError> {
+    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
+        .map_err(|e| EngineError::invalid(format!("{field}: {e}")))?;
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Ok((
+        shape,
+        Tensor::f_from_slice(&values)?
+            .f_reshape(&dims)?
+            .to_device(device),
+    ))
 }
 
 impl JobKind for Compare {
@@ -29,44 +47,47 @@ impl JobKind for Compare {
 
     async fn run(ctx: JobContext, spec: CompareSpec) -> Result<CompareOutput, JobError> {
         let svc = &ctx.service;
-        let (ma, blob_a) = svc.array_with_blob(ctx.lab_id, spec.a).await?;
-        let (mb, blob_b) = svc.array_with_blob(ctx.lab_id, spec.b).await?;
+        let (_, blob_a) = svc.array_with_blob(ctx.lab_id, spec.a).await?;
+        let (_, blob_b) = svc.array_with_blob(ctx.lab_id, spec.b).await?;
         let bytes_a = neuralign_core::blobs::read_all(svc.pool(), blob_a).await?;
         let bytes_b = neuralign_core::blobs::read_all(svc.pool(), blob_b).await?;
-        ctx.report(0.1, Some("arrays loaded".into()));
-        let metrics = neuralign_core::catalog::parse_metrics(&spec.metrics)?;
+        ctx.report(0.05, Some("arrays loaded".into()));
+        let metrics = parse_metrics(&spec.metrics)?;
         let c = ctx.clone();
-        let results = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let (sa, va) = neuralign_core::npy::decode_f64(&bytes_a)
-                .map_err(|e| EngineError::invalid(format!("a: {e}")))?;
-            drop(bytes_a);
-            let (sb, vb) = neuralign_core::npy::decode_f64(&bytes_b)
-                .map_err(|e| EngineError::invalid(format!("b: {e}")))?;
-            drop(bytes_b);
-            let ta = neuralign_engine::prepare("a", &sa, &va, c.device)?;
-            let tb = neuralign_engine::prepare("b", &sb, &vb, c.device)?;
-            let n = metrics.len();
-            let values = neuralign_engine::compare(&ta, &tb, &metrics, |done| {
-                if c.cancel.is_cancelled() {
-                    return Err(EngineError::Cancelled);
-                }
-                c.report(
-                    0.1 + 0.9 * done as f64 / n as f64,
-                    Some(format!("{} done", metrics[done - 1].id())),
-                );
-                Ok(())
-            })?;
-            Ok((values, ta.size()[0], [ta.size()[1], tb.size()[1]]))
-        })
-        .await
-        .map_err(|e| JobError::Retryable(format!("compute task failed: {e}")))??;
-        let (results, n_stimuli, features) = results;
-        let _ = (ma, mb);
+        let s = spec.clone();
+        let (shape_a, shape_b, results) =
+            tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+                let (shape_a, ta) = load("a", &bytes_a, c.device)?;
+                drop(bytes_a);
+                let (shape_b, tb) = load("b", &bytes_b, c.device)?;
+                drop(bytes_b);
+                let plan = ComparePlan {
+                    metrics: &metrics,
+                    bootstrap: s.bootstrap.as_ref(),
+                    permutation: s.permutation.as_ref(),
+                    ceiling: s.ceiling.as_ref(),
+                };
+                let mut last = Instant::now();
+                let results = pipeline::run(&ta, &tb, &plan, &mut |done, total| {
+                    if c.cancel.is_cancelled() {
+                        return Err(EngineError::Cancelled);
+                    }
+                    if last.elapsed() > Duration::from_millis(250) {
+                        last = Instant::now();
+                        c.report(0.05 + 0.95 * done as f64 / total as f64, None);
+                    }
+                    Ok(())
+                })?;
+                Ok((shape_a, shape_b, results))
+            })
+            .await
+            .map_err(|e| JobError::Retryable(format!("compute task failed: {e}")))??;
+        ctx.report(1.0, Some("metrics done".into()));
         Ok(CompareOutput {
             a: spec.a,
             b: spec.b,
-            n_stimuli,
-            features,
+            shape_a,
+            shape_b,
             device: format!("{:?}", ctx.device).to_lowercase(),
             precision: "float64",
             engine_version: env!("CARGO_PKG_VERSION"),

@@ -1,0 +1,358 @@
+//! Bootstrap intervals, permutation p-values and split-half ceilings around
+//! any metric. RSA is special-cased so that resampling never recomputes an
+//! RDM or sorts again: a bootstrap sample is a multiset of stimuli, so its
+//! RDM is the original entries weighted by m_u·m_v (pairs of a stimulus with
+//! its own copy get weight 0, as rsatoolbox drops them), and rank-based
+//! comparisons become weighted sums over the original sort order, batched
+//! over many samples at once.
+
+use neuralign_core::catalog::{Metric, RdmComparison};
+use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec};
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{EngineError, Result};
+use crate::metrics::{compare_rdms, compute};
+use crate::splits::{bootstrap_indices, permutation_from, SplitMix64};
+use crate::{rank, rdm};
+
+/// Bootstrap samples processed per batch in the weighted RSA path.
+const BATCH: i64 = 64;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interval {
+    pub ci: [f64; 2],
+    pub std: f64,
+    pub samples: usize,
+    pub seed: u64,
+    pub confidence: f64,
+    pub over: &'static str,
+}
+
+/// numpy.percentile with linear interpolation.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let pos = q * (sorted.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+}
+
+fn interval(mut values: Vec<f64>, spec: &BootstrapSpec) -> Result<Interval> {
+    values.retain(|v| v.is_finite());
+    if values.len() < 2 {
+        return Err(EngineError::invalid(
+            "bootstrap: fewer than 2 samples gave a finite value",
+        ));
+    }
+    values.sort_by(f64::total_cmp);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let std =
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt();
+    let tail = (1.0 - spec.confidence) / 2.0;
+    Ok(Interval {
+        ci: [percentile(&values, tail), percentile(&values, 1.0 - tail)],
+        std,
+        samples: values.len(),
+        seed: spec.seed,
+        confidence: spec.confidence,
+        over: "stimuli",
+    })
+}
+
+/// Weighted comparison of two RDM vectors for a batch of weight rows (B × M).
+fn weighted_compare(ra: &Tensor, rb: &Tensor, w: &Tensor, how: RdmComparison) -> Tensor {
+    let total = w.sum_dim_intlist(1, true, Kind::Double);
+    let wmean = |v: &Tensor| (w * v).sum_dim_intlist(1, true, Kind::Double) / &total;
+    let wcos = |x: &Tensor, y: &Tensor| {
+        (w * x * y).sum_dim_intlist(1, false, Kind::Double)
+            / ((w * x * x).sum_dim_intlist(1, false, Kind::Double)
+                * (w * y * y).sum_dim_intlist(1, false, Kind::Double))
+            .sqrt()
+    };
+    let (x, y) = match how {
+        RdmComparison::Cosine => return wcos(&ra.unsqueeze(0), &rb.unsqueeze(0)),
+        RdmComparison::Pearson => (ra.unsqueeze(0), rb.unsqueeze(0)),
+        _ => (weighted_ranks(ra, w), weighted_ranks(rb, w)),
+    };
+    let (xc, yc) = (&x - wmean(&x), &y - wmean(&y));
+    if how == RdmComparison::RhoA {
+        let n = total.squeeze_dim(1);
+        return 12.0 * (w * &xc * &yc).sum_dim_intlist(1, false, Kind::Double)
+            / (&n * &n * &n - &n);
+    }
+    wcos(&xc, &yc)
+}
+
+/// Average ranks (1-based) of each entry within the weighted multiset of
+/// each row of `w`, ties within the tolerance merged.
+fn weighted_ranks(v: &Tensor, w: &Tensor) -> Tensor {
+    let m = v.size()[0];
+    let b = w.size()[0];
+    let (sorted, order) = rank::snap_ties(v).sort(0, false);
+    let new_group = Tensor::cat(
+        &[
+            Tensor::ones([1], (Kind::Bool, v.device())),
+            sorted
+                .slice(0, 1, m, 1)
+                .ne_tensor(&sorted.slice(0, 0, m - 1, 1)),
+        ],
+        0,
+    );
+    let gid = (new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1)
+        .unsqueeze(0)
+        .expand([b, m], false);
+    let groups = new_group.sum(Kind::Int64).int64_value(&[]);
+    let ws = w.index_select(1, &order);
+    let g = Tensor::zeros([b, groups], (Kind::Double, v.device())).scatter_add(1, &gid, &ws);
+    let rank_g = g.cumsum(1, Kind::Double) - &g + (&g + 1.0) / 2.0;
+    let rank_sorted = rank_g.gather(1, &gid, false);
+    Tensor::zeros([b, m], (Kind::Double, v.device())).scatter(
+        1,
+        &order.unsqueeze(0).expand([b, m], false),
+        &rank_sorted,
+    )
+}
+
+/// RSA values for explicit bootstrap draws (B × n stimulus indices).
+pub fn rsa_bootstrap_values(
+    ra: &Tensor,
+    rb: &Tensor,
+    n: i64,
+    how: RdmComparison,
+    draws: &Tensor,
+) -> Result<Vec<f64>> {
+    let dev = ra.device();
+    let idx = Tensor::triu_indices(n, n, 1, (Kind::Int64, dev));
+    let (iu, iv) = (idx.get(0), idx.get(1));
+    let finite = ra
+        .isfinite()
+        .logical_and(&rb.isfinite())
+        .to_kind(Kind::Double);
+    let (ra, rb) = (
+        ra.nan_to_num(0.0, None, None),
+        rb.nan_to_num(0.0, None, None),
+    );
+    let mut out = Vec::new();
+    let total = draws.size()[0];
+    let mut start = 0;
+    while start < total {
+        let d = draws.narrow(0, start, BATCH.min(total - start));
+        let counts = Tensor::zeros([d.size()[0], n], (Kind::Double, dev)).scatter_add(
+            1,
+            &d,
+            &Tensor::ones_like(&d).to_kind(Kind::Double),
+        );
+        let w = counts.index_select(1, &iu) * counts.index_select(1, &iv) * finite.unsqueeze(0);
+        let vals = match how {
+            RdmComparison::TauA | RdmComparison::TauB => {
+                // Kendall's τ has no cheap weighted form: expand each sample.
+                let mut v = Vec::new();
+                for row in 0..d.size()[0] {
+                    let reps = w.get(row).to_kind(Kind::Int64);
+                    let (xa, xb) = (
+                        ra.repeat_interleave_self_tensor(&reps, 0, None),
+                        rb.repeat_interleave_self_tensor(&reps, 0, None),
+                    );
+                    v.push(compare_rdms(&xa, &xb, how)?);
+                }
+                Tensor::from_slice(&v)
+            }
+            _ => weighted_compare(&ra, &rb, &w, how),
+        };
+        out.extend(Vec::<f64>::try_from(&vals.to_device(Device::Cpu))?);
+        start += BATCH;
+    }
+    Ok(out)
+}
+
+fn draws(n: usize, spec: &BootstrapSpec, dev: Device) -> Tensor {
+    Tensor::from_slice(&bootstrap_indices(n, spec.samples, spec.seed))
+        .reshape([spec.samples as i64, n as i64])
+        .to_device(dev)
+}
+
+/// A bootstrap interval over stimuli for any metric.
+pub fn bootstrap(
+    metric: &Metric,
+    a: &Tensor,
+    b: &Tensor,
+    spec: &BootstrapSpec,
+    check: &mut dyn FnMut() -> Result<()>,
+) -> Result<Interval> {
+    let _guard = tch::no_grad_guard();
+    let n = a.size()[0];
+    let d = draws(n as usize, spec, a.device());
+    let values = match metric {
+        Metric::Rsa(o) => {
+            let (ra, rb) = (rdm::rdm(a, o.rdm)?, rdm::rdm(b, o.rdm)?);
+            rsa_bootstrap_values(&ra, &rb, n, o.comparison, &d)?
+        }
+        _ => {
+            let mut v = Vec::with_capacity(spec.samples);
+            for i in 0..spec.samples as i64 {
+                check()?;
+                let idx = d.get(i);
+                // A degenerate resample (e.g. all copies of few stimuli) counts as missing.
+                v.push(
+                    compute(metric, &a.index_select(0, &idx), &b.index_select(0, &idx))
+                        .unwrap_or(f64::NAN),
+                );
+            }
+            v
+        }
+    };
+    interval(values, spec)
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PermutationTest {
+    pub p_value: f64,
+    pub count: usize,
+    pub seed: u64,
+    pub null_mean: f64,
+}
+
+/// Permutation test: b's stimulus labels shuffled `count` times.
+pub fn permutation_test(
+    metric: &Metric,
+    a: &Tensor,
+    b: &Tensor,
+    observed: f64,
+    spec: &PermutationSpec,
+    check: &mut dyn FnMut() -> Result<()>,
+) -> Result<PermutationTest> {
+    let _guard = tch::no_grad_guard();
+    let n = a.size()[0];
+    let mut rng = SplitMix64(spec.seed);
+    let rsa = match metric {
+        Metric::Rsa(o) => Some((rdm::rdm(a, o.rdm)?, rdm::rdm(b, o.rdm)?, o.comparison)),
+        _ => None,
+    };
+    let dev = a.device();
+    let tri = Tensor::triu_indices(n, n, 1, (Kind::Int64, dev));
+    let mut null = Vec::with_capacity(spec.count);
+    for _ in 0..spec.count {
+        check()?;
+        let perm = Tensor::from_slice(&permutation_from(&mut rng, n as usize)).to_device(dev);
+        let v = match &rsa {
+            Some((ra, rb, how)) => {
+                // Entry (u, v) of the permuted RDM is entry (π(u), π(v)) of b's.
+                let (pu, pv) = (
+                    perm.index_select(0, &tri.get(0)),
+                    perm.index_select(0, &tri.get(1)),
+                );
+                let (lo, hi) = (pu.minimum(&pv), pu.maximum(&pv));
+                let flat = &lo * n - (&lo * (&lo + 1)).floor_divide_scalar(2) + (&hi - &lo - 1);
+                compare_rdms(ra, &rb.index_select(0, &flat), *how)?
+            }
+            None => compute(metric, a, &b.index_select(0, &perm))?,
+        };
+        null.push(v);
+    }
+    let exceed = null.iter().filter(|&&v| v >= observed).count();
+    Ok(PermutationTest {
+        p_value: (1 + exceed) as f64 / (1 + spec.count) as f64,
+        count: spec.count,
+        seed: spec.seed,
+        null_mean: null.iter().sum::<f64>() / null.len() as f64,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ceiling {
+    pub ceiling: f64,
+    pub method: &'static str,
+    pub splits: usize,
+    pub seed: u64,
+    /// Per neuron (ridge only): Spearman–Brown corrected split-half r.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_neuron: Option<Vec<f64>>,
+}
+
+/// The two halves of b's repetitions for each split (half = ⌊reps/2⌋ each;
+/// with an odd count, the last repetition after shuffling is left out).
+fn halves(reps: &Tensor, spec: &CeilingSpec) -> Vec<(Tensor, Tensor)> {
+    let r = reps.size()[0] as usize;
+    let half = (r / 2) as i64;
+    let mut rng = SplitMix64(spec.seed);
+    (0..spec.splits)
+        .map(|_| {
+            let p = Tensor::from_slice(&permutation_from(&mut rng, r)).to_device(reps.device());
+            let sel = |from: i64| {
+                reps.index_select(0, &p.narrow(0, from, half))
+                    .mean_dim(0, false, Kind::Double)
+            };
+            (sel(0), sel(half))
+        })
+        .collect()
+}
+
+fn spearman_brown(r: &Tensor) -> Tensor {
+    2.0 * r / (1.0 + r)
+}
+
+/// Split-half ceiling of `reps` (reps × stimuli × neurons).
+pub fn split_half_ceiling(
+    metric: &Metric,
+    reps: &Tensor,
+    spec: &CeilingSpec,
+    check: &mut dyn FnMut() -> Result<()>,
+) -> Result<Ceiling> {
+    let _guard = tch::no_grad_guard();
+    if reps.dim() != 3 || reps.size()[0] < 2 {
+        return Err(EngineError::invalid(format!("ceiling: needs repetitions × stimuli × neurons with at least 2 repetitions, got shape {:?}", reps.size())));
+    }
+    let q = reps.size()[2];
+    match metric {
+        Metric::Ridge(_) => {
+            let mut sum = Tensor::zeros([q], (Kind::Double, reps.device()));
+            for (h1, h2) in halves(reps, spec) {
+                check()?;
+                let (c1, c2) = (
+                    &h1 - h1.mean_dim(0, true, Kind::Double),
+                    &h2 - h2.mean_dim(0, true, Kind::Double),
+                );
+                let r = (&c1 * &c2).sum_dim_intlist(0, false, Kind::Double)
+                    / (c1.square().sum_dim_intlist(0, false, Kind::Double)
+                        * c2.square().sum_dim_intlist(0, false, Kind::Double))
+                    .sqrt();
+                sum += spearman_brown(&r);
+            }
+            let per = sum / spec.splits as f64;
+            let per_neuron = Vec::<f64>::try_from(&per.to_device(Device::Cpu))?;
+            let mut finite: Vec<f64> = per_neuron
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
+            if finite.is_empty() {
+                return Err(EngineError::invalid(
+                    "ceiling: no neuron has a finite split-half reliability",
+                ));
+            }
+            finite.sort_by(f64::total_cmp);
+            let ceiling = percentile(&finite, 0.5);
+            Ok(Ceiling {
+                ceiling,
+                method: "split_half_spearman_brown_median_over_neurons",
+                splits: spec.splits,
+                seed: spec.seed,
+                per_neuron: Some(per_neuron),
+            })
+        }
+        _ => {
+            let mut total = 0.0;
+            for (h1, h2) in halves(reps, spec) {
+                check()?;
+                let r = compute(metric, &h1, &h2)?;
+                total += 2.0 * r / (1.0 + r);
+            }
+            Ok(Ceiling {
+                ceiling: total / spec.splits as f64,
+                method: "split_half_spearman_brown_of_metric",
+                splits: spec.splits,
+                seed: spec.seed,
+                per_neuron: None,
+            })
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! The compare pipeline: every requested metric between two arrays, per
+//! time bin when an input is time-resolved (reps × stimuli × features ×
+//! bins), with the bootstrap interval, permutation p-value and ceiling the
+//! request asks for. The worker calls this inside `spawn_blocking`.
+
+use neuralign_core::catalog::Metric;
+use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec};
+use serde::Serialize;
+use tch::{Kind, Tensor};
+
+use crate::error::{EngineError, Result};
+use crate::inference::{self, Ceiling, Interval, PermutationTest};
+use crate::metrics::compute_detailed;
+
+pub struct ComparePlan<'a> {
+    pub metrics: &'a [Metric],
+    pub bootstrap: Option<&'a BootstrapSpec>,
+    pub permutation: Option<&'a PermutationSpec>,
+    pub ceiling: Option<&'a CeilingSpec>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricResult {
+    pub metric: &'static str,
+    pub options: serde_json::Value,
+    pub direction: &'static str,
+    pub value: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_bin: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<Interval>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permutation: Option<PermutationTest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<Ceiling>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalized: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+/// Time bins of an input: 1 unless it is 4-D.
+fn bins(t: &Tensor) -> i64 {
+    if t.dim() == 4 {
+        t.size()[3]
+    } else {
+        1
+    }
+}
+
+/// The input at one time bin, with repetitions kept (reps × N × D) when it has them.
+fn at_bin(t: &Tensor, bin: i64) -> Tensor {
+    if t.dim() == 4 {
+        t.select(3, bin)
+    } else {
+        t.shallow_clone()
+    }
+}
+
+/// Stimuli × features: the mean over repetitions when there are any.
+fn mean_over_reps(t: &Tensor) -> Tensor {
+    if t.dim() == 3 {
+        t.mean_dim(0, false, Kind::Double)
+    } else {
+        t.shallow_clone()
+    }
+}
+
+fn name(e: EngineError, i: usize, m: &Metric) -> EngineError {
+    match e {
+        EngineError::Invalid(msg) => {
+            EngineError::Invalid(format!("metrics[{i}] ({}): {msg}", m.id()))
+        }
+        other => other,
+    }
+}
+
+/// Runs the plan. `check` is called between units of work; it reports
+/// progress (done, total) and may stop the run by returning an error.
+pub fn run(
+    a: &Tensor,
+    b: &Tensor,
+    plan: &ComparePlan,
+    check: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<Vec<MetricResult>> {
+    let _guard = tch::no_grad_guard();
+    let (ta, tb) = (bins(a), bins(b));
+    let t = ta.max(tb);
+    if ta != tb && ta > 1 && tb > 1 {
+        return Err(EngineError::invalid(format!(
+            "time bins differ: {ta} vs {tb}"
+        )));
+    }
+    let total = t as usize * plan.metrics.len();
+    let mut done = 0;
+    let mut out = Vec::with_capacity(total);
+    for bin in 0..t {
+        let (a_bin, b_bin) = (at_bin(a, bin.min(ta - 1)), at_bin(b, bin.min(tb - 1)));
+        let (x, y) = (mean_over_reps(&a_bin), mean_over_reps(&b_bin));
+        for (i, m) in plan.metrics.iter().enumerate() {
+            let mut tick = || check(done, total);
+            let (value, details) = compute_detailed(m, &x, &y).map_err(|e| name(e, i, m))?;
+            let bootstrap = plan
+                .bootstrap
+                .map(|s| inference::bootstrap(m, &x, &y, s, &mut || tick()))
+                .transpose()
+                .map_err(|e| name(e, i, m))?;
+            let permutation = plan
+                .permutation
+                .map(|s| inference::permutation_test(m, &x, &y, value, s, &mut || tick()))
+                .transpose()
+                .map_err(|e| name(e, i, m))?;
+            let ceiling = plan
+                .ceiling
+                .map(|s| inference::split_half_ceiling(m, &b_bin, s, &mut || tick()))
+                .transpose()
+                .map_err(|e| name(e, i, m))?;
+            let normalization = plan.ceiling.map(|s| s.normalization);
+            let normalized = ceiling
+                .as_ref()
+                .zip(normalization)
+                .map(|(c, n)| n.apply(value, c.ceiling));
+            out.push(MetricResult {
+                metric: m.id(),
+                options: m.options_json(),
+                direction: m.direction(),
+                value,
+                time_bin: (t > 1).then_some(bin),
+                bootstrap,
+                permutation,
+                ceiling,
+                normalized,
+                normalization: normalization.map(|n| n.formula()),
+                details,
+            });
+            done += 1;
+            check(done, total)?;
+        }
+    }
+    Ok(out)
+}
