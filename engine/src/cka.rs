@@ -37,42 +37,74 @@ pub fn gram_cka(k: &Tensor, l: &Tensor, debiased: bool) -> f64 {
     scalar(hsic / (k.square().sum(Kind::Double).sqrt() * l.square().sum(Kind::Double).sqrt()))
 }
 
-/// Linear CKA of two stimulus × feature matrices.
-pub fn linear_cka(x: &Tensor, y: &Tensor, debiased: bool) -> f64 {
+/// The nine scalars both linear CKA estimators need in feature-space form;
+/// computing them is the expensive part (three matrix products), so a
+/// comparison that asks for both estimators computes them once.
+#[derive(Debug, Clone, Copy)]
+pub struct LinearStats {
+    n: f64,
+    xy: f64,
+    xx: f64,
+    yy: f64,
+    rxry: f64,
+    rxrx: f64,
+    ryry: f64,
+    sx: f64,
+    sy: f64,
+}
+
+impl LinearStats {
+    pub fn new(x: &Tensor, y: &Tensor) -> Self {
+        let xc = x - x.mean_dim(0, true, Kind::Double);
+        let yc = y - y.mean_dim(0, true, Kind::Double);
+        let rx = xc.square().sum_dim_intlist(1, false, Kind::Double);
+        let ry = yc.square().sum_dim_intlist(1, false, Kind::Double);
+        LinearStats {
+            n: x.size()[0] as f64,
+            xy: scalar(yc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double)),
+            xx: scalar(xc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double)),
+            yy: scalar(yc.transpose(0, 1).matmul(&yc).square().sum(Kind::Double)),
+            rxry: scalar(rx.dot(&ry)),
+            rxrx: scalar(rx.dot(&rx)),
+            ryry: scalar(ry.dot(&ry)),
+            sx: scalar(rx.sum(Kind::Double)),
+            sy: scalar(ry.sum(Kind::Double)),
+        }
+    }
+
+    pub fn value(&self, debiased: bool) -> f64 {
+        if !debiased {
+            return self.xy / (self.xx.sqrt() * self.yy.sqrt());
+        }
+        // Kornblith et al.'s feature-space form of the unbiased estimator.
+        let n = self.n;
+        let h = |dot: f64, rows: f64, na: f64, nb: f64| {
+            dot - n / (n - 2.0) * rows + na * nb / ((n - 1.0) * (n - 2.0))
+        };
+        let num = h(self.xy, self.rxry, self.sx, self.sy);
+        num / (h(self.xx, self.rxrx, self.sx, self.sx).sqrt()
+            * h(self.yy, self.ryry, self.sy, self.sy).sqrt())
+    }
+}
+
+/// True when the feature-space form is cheaper than the Gram form.
+pub fn feature_form(x: &Tensor, y: &Tensor) -> bool {
     let n = x.size()[0];
     let (dx, dy) = (x.size()[1], y.size()[1]);
-    let feature_cost = n * (dx * dy + dx * dx + dy * dy);
-    let gram_cost = n * n * (dx + dy + 1);
-    if feature_cost > gram_cost {
-        return gram_cka(
+    n * (dx * dy + dx * dx + dy * dy) <= n * n * (dx + dy + 1)
+}
+
+/// Linear CKA of two stimulus × feature matrices.
+pub fn linear_cka(x: &Tensor, y: &Tensor, debiased: bool) -> f64 {
+    if feature_form(x, y) {
+        LinearStats::new(x, y).value(debiased)
+    } else {
+        gram_cka(
             &x.matmul(&x.transpose(0, 1)),
             &y.matmul(&y.transpose(0, 1)),
             debiased,
-        );
+        )
     }
-    let xc = x - x.mean_dim(0, true, Kind::Double);
-    let yc = y - y.mean_dim(0, true, Kind::Double);
-    let xy = scalar(yc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double));
-    let xx = scalar(xc.transpose(0, 1).matmul(&xc).square().sum(Kind::Double));
-    let yy = scalar(yc.transpose(0, 1).matmul(&yc).square().sum(Kind::Double));
-    if !debiased {
-        return xy / (xx.sqrt() * yy.sqrt());
-    }
-    // Kornblith et al.'s feature-space form of the unbiased estimator.
-    let nf = n as f64;
-    let rows_x = xc.square().sum_dim_intlist(1, false, Kind::Double);
-    let rows_y = yc.square().sum_dim_intlist(1, false, Kind::Double);
-    let (sx, sy) = (
-        scalar(rows_x.sum(Kind::Double)),
-        scalar(rows_y.sum(Kind::Double)),
-    );
-    let helper = |dot: f64, ra: &Tensor, rb: &Tensor, na: f64, nb: f64| {
-        dot - nf / (nf - 2.0) * scalar(ra.dot(rb)) + na * nb / ((nf - 1.0) * (nf - 2.0))
-    };
-    let num = helper(xy, &rows_x, &rows_y, sx, sy);
-    let den_x = helper(xx, &rows_x, &rows_x, sx, sx);
-    let den_y = helper(yy, &rows_y, &rows_y, sy, sy);
-    num / (den_x.sqrt() * den_y.sqrt())
 }
 
 /// The RBF Gram matrix with bandwidth set by the median squared distance.

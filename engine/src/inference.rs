@@ -86,30 +86,41 @@ fn weighted_compare(ra: &Tensor, rb: &Tensor, w: &Tensor, how: RdmComparison) ->
 /// each row of `w`, ties within the tolerance merged.
 fn weighted_ranks(v: &Tensor, w: &Tensor) -> Tensor {
     let m = v.size()[0];
-    let b = w.size()[0];
+    let dev = v.device();
     let (sorted, order) = rank::snap_ties(v).sort(0, false);
-    let new_group = Tensor::cat(
+    // Groups of tied values are contiguous in sorted order, so group sums
+    // are differences of one cumulative sum at the group ends: no scatter.
+    let is_end = Tensor::cat(
         &[
-            Tensor::ones([1], (Kind::Bool, v.device())),
             sorted
                 .slice(0, 1, m, 1)
                 .ne_tensor(&sorted.slice(0, 0, m - 1, 1)),
+            Tensor::ones([1], (Kind::Bool, dev)),
         ],
         0,
     );
-    let gid = (new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1)
-        .unsqueeze(0)
-        .expand([b, m], false);
-    let groups = new_group.sum(Kind::Int64).int64_value(&[]);
-    let ws = w.index_select(1, &order);
-    let g = Tensor::zeros([b, groups], (Kind::Double, v.device())).scatter_add(1, &gid, &ws);
-    let rank_g = g.cumsum(1, Kind::Double) - &g + (&g + 1.0) / 2.0;
-    let rank_sorted = rank_g.gather(1, &gid, false);
-    Tensor::zeros([b, m], (Kind::Double, v.device())).scatter(
+    let ends = is_end.nonzero().squeeze_dim(1);
+    let gid = is_end.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - is_end.to_kind(Kind::Int64);
+    let cum = w.index_select(1, &order).cumsum(1, Kind::Double);
+    let cum_end = cum.index_select(1, &ends);
+    let cum_before = Tensor::cat(
+        &[
+            Tensor::zeros([w.size()[0], 1], (Kind::Double, dev)),
+            cum_end.slice(1, 0, -1, 1),
+        ],
         1,
-        &order.unsqueeze(0).expand([b, m], false),
-        &rank_sorted,
-    )
+    );
+    let rank_g = &cum_before + (&cum_end - &cum_before + 1.0) / 2.0;
+    let mut inverse = vec![0i64; m as usize];
+    for (pos, &i) in Vec::<i64>::try_from(&order.to_device(Device::Cpu))
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        inverse[i as usize] = pos as i64;
+    }
+    let inverse = Tensor::from_slice(&inverse).to_device(dev);
+    rank_g.index_select(1, &gid.index_select(0, &inverse))
 }
 
 /// RSA values for explicit bootstrap draws (B × n stimulus indices).

@@ -8,6 +8,7 @@ use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
+use crate::cka;
 use crate::error::{EngineError, Result};
 use crate::inference::{self, Ceiling, Interval, PermutationTest};
 use crate::metrics::compute_detailed;
@@ -99,9 +100,19 @@ pub fn run(
     for bin in 0..t {
         let (a_bin, b_bin) = (at_bin(a, bin.min(ta - 1)), at_bin(b, bin.min(tb - 1)));
         let (x, y) = (mean_over_reps(&a_bin), mean_over_reps(&b_bin));
+        let mut linear_stats = None;
         for (i, m) in plan.metrics.iter().enumerate() {
             let mut tick = || check(done, total);
-            let (value, details) = compute_detailed(m, &x, &y).map_err(|e| name(e, i, m))?;
+            let (value, details) = match m {
+                // Both linear CKA estimators share their matrix products.
+                Metric::LinearCka(o) if cka::feature_form(&x, &y) => (
+                    linear_stats
+                        .get_or_insert_with(|| cka::LinearStats::new(&x, &y))
+                        .value(o.debiased),
+                    None,
+                ),
+                _ => compute_detailed(m, &x, &y).map_err(|e| name(e, i, m))?,
+            };
             let bootstrap = plan
                 .bootstrap
                 .map(|s| inference::bootstrap(m, &x, &y, s, &mut || tick()))

@@ -43,10 +43,36 @@ struct Fit {
     y_mean: Tensor,
 }
 
+/// The thin SVD of a centered design through the eigendecomposition of its
+/// smaller Gram matrix (n×n when features outnumber stimuli, else p×p):
+/// several times faster than a direct SVD of a wide matrix, and accurate
+/// for ridge, which never divides by the tiny singular values it drops.
+fn thin_svd(xc: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (n, p) = (xc.size()[0], xc.size()[1]);
+    let wide = p > n;
+    let gram = if wide {
+        xc.matmul(&xc.transpose(0, 1))
+    } else {
+        xc.transpose(0, 1).matmul(xc)
+    };
+    let (lambda, vecs) = gram.f_linalg_eigh("L")?;
+    let tol = lambda.max().double_value(&[]).max(0.0) * (n.max(p) as f64) * f64::EPSILON;
+    let keep = lambda.gt(tol).nonzero().squeeze_dim(1);
+    let s = lambda.index_select(0, &keep).sqrt();
+    let vecs = vecs.index_select(1, &keep);
+    Ok(if wide {
+        let v = xc.transpose(0, 1).matmul(&vecs) / s.unsqueeze(0);
+        (vecs, s, v)
+    } else {
+        let u = xc.matmul(&vecs) / s.unsqueeze(0);
+        (u, s, vecs)
+    })
+}
+
 fn fit(x: &Tensor, y: &Tensor, alphas: &Tensor) -> Result<Fit> {
     let x_mean = x.mean_dim(0, true, Kind::Double);
     let y_mean = y.mean_dim(0, true, Kind::Double);
-    let (u, s, v) = (x - &x_mean).f_svd(true, true)?;
+    let (u, s, v) = thin_svd(&(x - &x_mean))?;
     let s = s.unsqueeze(1);
     let shrink = &s / (s.square() + alphas.unsqueeze(0));
     let uty = u.transpose(0, 1).matmul(&(y - &y_mean));

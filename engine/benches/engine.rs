@@ -1,0 +1,126 @@
+//! Engine benchmarks, one workload per process so peak memory is per
+//! workload: `cargo bench -p neuralign-engine --bench engine -- WORKLOAD DIR`.
+//! Inputs are read from DIR (written by bench/engine_reference.py, so both
+//! sides see identical data); prints one JSON line with seconds and peak RSS.
+
+use std::time::Instant;
+
+use neuralign_core::catalog::{Metric, MetricRequest};
+use neuralign_core::inference::BootstrapSpec;
+use neuralign_engine::{inference, metrics, pipeline};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+fn load(dir: &str, name: &str) -> Tensor {
+    let bytes =
+        std::fs::read(format!("{dir}/{name}.npy")).expect("input written by engine_reference.py");
+    let (shape, values) = neuralign_core::npy::decode_f64(&bytes).unwrap();
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Tensor::from_slice(&values).reshape(&dims)
+}
+
+fn metric(id: &str, options: serde_json::Value) -> Metric {
+    Metric::parse(
+        "m",
+        &MetricRequest::WithOptions {
+            id: id.into(),
+            options: options.as_object().unwrap().clone(),
+        },
+    )
+    .unwrap()
+}
+
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        / 1024
+}
+
+fn gflops(kind: Kind) -> f64 {
+    let a = Tensor::randn([4096, 4096], (kind, Device::Cpu));
+    let _ = a.matmul(&a);
+    let t = Instant::now();
+    for _ in 0..3 {
+        let _ = a.matmul(&a);
+    }
+    3.0 * 2.0 * 4096f64.powi(3) / t.elapsed().as_secs_f64() / 1e9
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().filter(|a| a != "--bench").collect();
+    let (workload, dir) = (
+        args[1].as_str(),
+        args.get(2)
+            .map(String::as_str)
+            .unwrap_or("target/bench/engine"),
+    );
+    let _guard = tch::no_grad_guard();
+    let mut ok = || Ok(());
+    let start = Instant::now();
+    let out = match workload {
+        "matmul" => json!({"f64_gflops": gflops(Kind::Double), "f32_gflops": gflops(Kind::Float)}),
+        "rsa_bootstrap" => {
+            let (a, b) = (load(dir, "rsa_a"), load(dir, "rsa_b"));
+            let m = metric("rsa", json!({"rdm": "correlation", "comparison": "rho_a"}));
+            let v = metrics::compute(&m, &a, &b).unwrap();
+            let ci = inference::bootstrap(
+                &m,
+                &a,
+                &b,
+                &BootstrapSpec {
+                    samples: 1000,
+                    seed: 0,
+                    confidence: 0.95,
+                },
+                &mut ok,
+            )
+            .unwrap();
+            json!({"value": v, "ci": ci.ci})
+        }
+        "ridge" => {
+            let (x, y) = (load(dir, "ridge_x"), load(dir, "ridge_y"));
+            let alphas: Vec<f64> = (0..20)
+                .map(|i| 10f64.powf(-2.0 + 8.0 * i as f64 / 19.0))
+                .collect();
+            let m = metric(
+                "ridge",
+                json!({"alphas": alphas, "folds": 5, "inner_folds": 5, "seed": 0}),
+            );
+            json!({"value": metrics::compute(&m, &x, &y).unwrap()})
+        }
+        "cka" | "cka_f32" => {
+            let kind = if workload == "cka" {
+                Kind::Double
+            } else {
+                Kind::Float
+            };
+            let (x, y) = (
+                load(dir, "cka_x").to_kind(kind),
+                load(dir, "cka_y").to_kind(kind),
+            );
+            let t = Instant::now();
+            let both = [
+                metric("linear_cka", json!({})),
+                metric("linear_cka", json!({"debiased": true})),
+            ];
+            let plan = pipeline::ComparePlan {
+                metrics: &both,
+                bootstrap: None,
+                permutation: None,
+                ceiling: None,
+            };
+            let r = pipeline::run(&x, &y, &plan, &mut |_, _| Ok(())).unwrap();
+            json!({"linear": r[0].value, "unbiased": r[1].value, "compute_s": t.elapsed().as_secs_f64()})
+        }
+        other => panic!("unknown workload {other}"),
+    };
+    let mut out = out;
+    out["workload"] = json!(workload);
+    out["seconds"] = json!(start.elapsed().as_secs_f64());
+    out["peak_rss_mib"] = json!(peak_rss_mib());
+    println!("{out}");
+}
