@@ -16,6 +16,7 @@ for w in "${workloads[@]}"; do
   cargo bench -q -p neuralign-engine --bench engine -- "$w" "$dir" | tee -a "$dir/../engine.jsonl"
   cargo bench -q -p neuralign-engine --bench engine -- "${w}_f32" "$dir" 2>/dev/null | tee -a "$dir/../engine.jsonl" || true
   # numpy with the machine's OpenBLAS core-type override removed, as labs run it.
+  [ -n "${BENCH_SKIP_PYTHON:-}" ] && continue
   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/engine_reference.py "$w" "$dir" | sed 's/^/python: /' | tee -a "$dir/../engine.jsonl"
   [ "$w" = ridge ] && env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/engine_reference.py ridge_sklearn "$dir" | sed 's/^/python: /' | tee -a "$dir/../engine.jsonl"
 done

@@ -81,6 +81,35 @@ fn main() {
             .unwrap();
             json!({"value": v, "ci": ci.ci})
         }
+        "rsa_profile" => {
+            let (a, b) = (load(dir, "rsa_a"), load(dir, "rsa_b"));
+            let t = Instant::now();
+            let ra =
+                neuralign_engine::rdm::rdm(&a, neuralign_core::catalog::RdmMethod::Correlation)
+                    .unwrap();
+            let rb =
+                neuralign_engine::rdm::rdm(&b, neuralign_core::catalog::RdmMethod::Correlation)
+                    .unwrap();
+            let t_rdm = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _ = neuralign_engine::rank::snap_ties(&ra);
+            let t_snap = t.elapsed().as_secs_f64();
+            let idx = neuralign_engine::splits::bootstrap_indices(500, 64, 0);
+            let d = Tensor::from_slice(&idx).reshape([64, 500]);
+            let t = Instant::now();
+            let _ = inference::rsa_bootstrap_values(
+                &ra,
+                &rb,
+                500,
+                neuralign_core::catalog::RdmComparison::RhoA,
+                &d,
+            )
+            .unwrap();
+            let t_batch = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _ = neuralign_engine::splits::bootstrap_indices(500, 1000, 0);
+            json!({"rdm": t_rdm, "snap": t_snap, "batch64": t_batch, "draws": t.elapsed().as_secs_f64(), "threads": tch::get_num_threads()})
+        }
         "ridge" => {
             let (x, y) = (load(dir, "ridge_x"), load(dir, "ridge_y"));
             let alphas: Vec<f64> = (0..20)

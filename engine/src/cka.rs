@@ -55,8 +55,10 @@ pub struct LinearStats {
 
 impl LinearStats {
     pub fn new(x: &Tensor, y: &Tensor) -> Self {
-        let xc = x - x.mean_dim(0, true, Kind::Double);
-        let yc = y - y.mean_dim(0, true, Kind::Double);
+        // Products in the inputs' precision (float32 mode stays float32 on
+        // the matrix units); every reduction accumulates in float64.
+        let xc = x - x.mean_dim(0, true, x.kind());
+        let yc = y - y.mean_dim(0, true, y.kind());
         let rx = xc.square().sum_dim_intlist(1, false, Kind::Double);
         let ry = yc.square().sum_dim_intlist(1, false, Kind::Double);
         LinearStats {

@@ -58,69 +58,126 @@ fn interval(mut values: Vec<f64>, spec: &BootstrapSpec) -> Result<Interval> {
     })
 }
 
-/// Weighted comparison of two RDM vectors for a batch of weight rows (B × M).
-fn weighted_compare(ra: &Tensor, rb: &Tensor, w: &Tensor, how: RdmComparison) -> Tensor {
-    let total = w.sum_dim_intlist(1, true, Kind::Double);
-    let wmean = |v: &Tensor| (w * v).sum_dim_intlist(1, true, Kind::Double) / &total;
-    let wcos = |x: &Tensor, y: &Tensor| {
-        (w * x * y).sum_dim_intlist(1, false, Kind::Double)
-            / ((w * x * x).sum_dim_intlist(1, false, Kind::Double)
-                * (w * y * y).sum_dim_intlist(1, false, Kind::Double))
-            .sqrt()
-    };
-    let (x, y) = match how {
-        RdmComparison::Cosine => return wcos(&ra.unsqueeze(0), &rb.unsqueeze(0)),
-        RdmComparison::Pearson => (ra.unsqueeze(0), rb.unsqueeze(0)),
-        _ => (weighted_ranks(ra, w), weighted_ranks(rb, w)),
-    };
-    let (xc, yc) = (&x - wmean(&x), &y - wmean(&y));
-    if how == RdmComparison::RhoA {
-        let n = total.squeeze_dim(1);
-        return 12.0 * (w * &xc * &yc).sum_dim_intlist(1, false, Kind::Double)
-            / (&n * &n * &n - &n);
-    }
-    wcos(&xc, &yc)
+/// The sort structure of one RDM vector, computed once for every draw.
+struct Ordered {
+    order: Tensor,
+    inverse: Tensor,
+    /// Last sorted position of each group of tied values.
+    ends: Tensor,
+    /// Group of each entry (entry order).
+    group: Tensor,
+    ties: bool,
 }
 
-/// Average ranks (1-based) of each entry within the weighted multiset of
-/// each row of `w`, ties within the tolerance merged.
-fn weighted_ranks(v: &Tensor, w: &Tensor) -> Tensor {
-    let m = v.size()[0];
-    let dev = v.device();
-    let (sorted, order) = rank::snap_ties(v).sort(0, false);
-    // Groups of tied values are contiguous in sorted order, so group sums
-    // are differences of one cumulative sum at the group ends: no scatter.
-    let is_end = Tensor::cat(
-        &[
-            sorted
-                .slice(0, 1, m, 1)
-                .ne_tensor(&sorted.slice(0, 0, m - 1, 1)),
-            Tensor::ones([1], (Kind::Bool, dev)),
-        ],
-        0,
-    );
-    let ends = is_end.nonzero().squeeze_dim(1);
-    let gid = is_end.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - is_end.to_kind(Kind::Int64);
-    let cum = w.index_select(1, &order).cumsum(1, Kind::Double);
-    let cum_end = cum.index_select(1, &ends);
-    let cum_before = Tensor::cat(
-        &[
-            Tensor::zeros([w.size()[0], 1], (Kind::Double, dev)),
-            cum_end.slice(1, 0, -1, 1),
-        ],
-        1,
-    );
-    let rank_g = &cum_before + (&cum_end - &cum_before + 1.0) / 2.0;
-    let mut inverse = vec![0i64; m as usize];
-    for (pos, &i) in Vec::<i64>::try_from(&order.to_device(Device::Cpu))
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        inverse[i as usize] = pos as i64;
+impl Ordered {
+    fn new(v: &Tensor) -> Self {
+        let m = v.size()[0];
+        let dev = v.device();
+        let (sorted, order) = rank::snap_ties(v).sort(0, false);
+        let is_end = Tensor::cat(
+            &[
+                sorted
+                    .slice(0, 1, m, 1)
+                    .ne_tensor(&sorted.slice(0, 0, m - 1, 1)),
+                Tensor::ones([1], (Kind::Bool, dev)),
+            ],
+            0,
+        );
+        let ends = is_end.nonzero().squeeze_dim(1);
+        let sorted_group =
+            is_end.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - is_end.to_kind(Kind::Int64);
+        let inverse =
+            Tensor::empty_like(&order).scatter(0, &order, &Tensor::arange(m, (Kind::Int64, dev)));
+        let ties = ends.size()[0] < m;
+        Ordered {
+            group: sorted_group.index_select(0, &inverse),
+            order,
+            inverse,
+            ends,
+            ties,
+        }
     }
-    let inverse = Tensor::from_slice(&inverse).to_device(dev);
-    rank_g.index_select(1, &gid.index_select(0, &inverse))
+
+    /// Average ranks (1-based) of every entry within the weighted multiset
+    /// of each column of `w` (M × B). Groups of tied values are contiguous
+    /// in sorted order, so everything is one cumulative sum and gathers.
+    fn ranks(&self, w: &Tensor) -> Tensor {
+        // Weights, their prefix sums and the (half-integer) ranks are exact
+        // in float32 below 2^24, which halves the memory traffic; the
+        // prefix sum runs along the contiguous axis, where it vectorizes.
+        let kind = w.kind();
+        let cum = w
+            .index_select(0, &self.order)
+            .transpose(0, 1)
+            .contiguous()
+            .cumsum(1, kind)
+            .transpose(0, 1)
+            .contiguous();
+        if !self.ties {
+            // rank = (weight before) + (w + 1) / 2 = cum_inclusive − w/2 + 1/2
+            let mut r = cum.index_select(0, &self.inverse);
+            let _ = r.g_sub_(&(w * 0.5)).g_add_scalar_(0.5);
+            return r;
+        }
+        let cum_end = cum.index_select(0, &self.ends);
+        let dev = w.device();
+        let cum_before = Tensor::cat(
+            &[
+                Tensor::zeros([1, w.size()[1]], (kind, dev)),
+                cum_end.slice(0, 0, -1, 1),
+            ],
+            0,
+        );
+        let rank_g = &cum_before + (&cum_end - &cum_before + 1.0) / 2.0;
+        rank_g.index_select(0, &self.group)
+    }
+}
+
+/// Weighted comparison of two RDM vectors (M entries) for a batch of
+/// weight columns (M × B, one column per draw: row gathers stay contiguous).
+/// Sums of fixed values against the weights are matrix–vector products.
+fn weighted_compare(
+    ra: &Tensor,
+    rb: &Tensor,
+    oa: &Ordered,
+    ob: &Ordered,
+    w: &Tensor,
+    how: RdmComparison,
+) -> Tensor {
+    let total = w.sum_dim_intlist(0, false, Kind::Double);
+    let dot = |v: &Tensor| v.unsqueeze(0).matmul(w).squeeze_dim(0);
+    match how {
+        RdmComparison::Cosine => dot(&(ra * rb)) / (dot(&ra.square()) * dot(&rb.square())).sqrt(),
+        RdmComparison::Pearson => {
+            let (sa, sb) = (dot(ra), dot(rb));
+            let cov = dot(&(ra * rb)) - &sa * &sb / &total;
+            let va = dot(&ra.square()) - sa.square() / &total;
+            let vb = dot(&rb.square()) - sb.square() / &total;
+            cov / (va * vb).sqrt()
+        }
+        _ => {
+            // Weighted mean of average ranks is (W + 1) / 2 whatever the ties.
+            let (x, y) = (oa.ranks(w), ob.ranks(w));
+            // Σ w·p·q: w·p is exact in float32 (small integer times a
+            // half-integer rank); the product with q needs float64.
+            let wdot = |p: &Tensor, q: &Tensor| {
+                ((p * w).to_kind(Kind::Double) * q).sum_dim_intlist(0, false, Kind::Double)
+            };
+            let mean = (&total + 1.0) / 2.0;
+            let (sxx, syy) = if how == RdmComparison::Spearman {
+                (wdot(&x, &x), wdot(&y, &y))
+            } else {
+                (total.zeros_like(), total.zeros_like())
+            };
+            let cov = wdot(&x, &y) - &total * mean.square();
+            if how == RdmComparison::RhoA {
+                12.0 * cov / (&total * &total * &total - &total)
+            } else {
+                let (va, vb) = (sxx - &total * mean.square(), syy - &total * mean.square());
+                cov / (va * vb).sqrt()
+            }
+        }
+    }
 }
 
 /// RSA values for explicit bootstrap draws (B × n stimulus indices).
@@ -142,6 +199,7 @@ pub fn rsa_bootstrap_values(
         ra.nan_to_num(0.0, None, None),
         rb.nan_to_num(0.0, None, None),
     );
+    let (oa, ob) = (Ordered::new(&ra), Ordered::new(&rb));
     let mut out = Vec::new();
     let total = draws.size()[0];
     let mut start = 0;
@@ -152,13 +210,19 @@ pub fn rsa_bootstrap_values(
             &d,
             &Tensor::ones_like(&d).to_kind(Kind::Double),
         );
-        let w = counts.index_select(1, &iu) * counts.index_select(1, &iv) * finite.unsqueeze(0);
+        let counts = counts.transpose(0, 1).contiguous();
+        let mut w = counts.index_select(0, &iu) * counts.index_select(0, &iv) * finite.unsqueeze(1);
+        // Pair weights m_u·m_v sum to at most n²/2: exact in float32 (< 2^24)
+        // for the rank path when n ≤ 5000.
+        if n <= 5000 && !matches!(how, RdmComparison::Pearson | RdmComparison::Cosine) {
+            w = w.to_kind(Kind::Float);
+        }
         let vals = match how {
             RdmComparison::TauA | RdmComparison::TauB => {
                 // Kendall's τ has no cheap weighted form: expand each sample.
                 let mut v = Vec::new();
                 for row in 0..d.size()[0] {
-                    let reps = w.get(row).to_kind(Kind::Int64);
+                    let reps = w.select(1, row).to_kind(Kind::Int64);
                     let (xa, xb) = (
                         ra.repeat_interleave_self_tensor(&reps, 0, None),
                         rb.repeat_interleave_self_tensor(&reps, 0, None),
@@ -167,7 +231,7 @@ pub fn rsa_bootstrap_values(
                 }
                 Tensor::from_slice(&v)
             }
-            _ => weighted_compare(&ra, &rb, &w, how),
+            _ => weighted_compare(&ra, &rb, &oa, &ob, &w, how),
         };
         out.extend(Vec::<f64>::try_from(&vals.to_device(Device::Cpu))?);
         start += BATCH;

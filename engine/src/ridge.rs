@@ -1,9 +1,12 @@
 //! Linear predictivity: ridge regression from model features to each
 //! neuron, with the penalty chosen per neuron by inner cross-validation and
-//! the fit scored on held-out stimuli. One SVD per training set serves every
-//! alpha (himalaya's trick): with X = U S Vᵀ, the weights for penalty α are
-//! V diag(s / (s² + α)) Uᵀ Y. Intercepts are fitted (X and Y centered on
-//! the training stimuli), as scikit-learn's `Ridge(fit_intercept=True)`.
+//! the fit scored on held-out stimuli. One eigendecomposition per training
+//! set serves every alpha (himalaya's trick): with the centered design's
+//! eigenpairs (λ, V), the weights for penalty α are V diag(1/(λ+α)) Vᵀ XᵀY.
+//! With more features than stimuli the same is done in kernel form on
+//! blocks of one Gram matrix X Xᵀ computed once. Intercepts are fitted (X
+//! and Y centered on the training stimuli), as scikit-learn's
+//! `Ridge(fit_intercept=True)`.
 
 use neuralign_core::catalog::RidgeOptions;
 use serde::Serialize;
@@ -34,71 +37,110 @@ pub struct RidgeResult {
     pub per_neuron_alpha: Vec<f64>,
 }
 
+/// The design matrix, with its Gram matrix X Xᵀ when features outnumber
+/// stimuli: then every fit is kernel ridge on blocks of that one Gram
+/// matrix (computed once per job), and no fit touches the p features again.
+struct Design<'a> {
+    x: &'a Tensor,
+    gram: Option<Tensor>,
+}
+
+impl<'a> Design<'a> {
+    fn new(x: &'a Tensor) -> Self {
+        let (n, p) = (x.size()[0], x.size()[1]);
+        Design {
+            x,
+            gram: (p > n).then(|| x.matmul(&x.transpose(0, 1))),
+        }
+    }
+}
+
+/// One training set's solution for every alpha: predictions for rows r are
+/// proj(r) · diag(1 / (λ + α)) · uty, with the eigenvalues λ of the
+/// centered Gram (kernel form) or covariance (feature form).
 struct Fit {
-    v: Tensor,
-    /// k × n_alphas: s / (s² + α).
+    train: Tensor,
+    /// Kernel form: U (m × k); feature form: V (p × k).
+    basis: Tensor,
+    /// k × n_alphas: 1 / (λ + α).
     shrink: Tensor,
     uty: Tensor,
-    x_mean: Tensor,
     y_mean: Tensor,
+    /// Feature form: the training mean of X.
+    x_mean: Option<Tensor>,
 }
 
-/// The thin SVD of a centered design through the eigendecomposition of its
-/// smaller Gram matrix (n×n when features outnumber stimuli, else p×p):
-/// several times faster than a direct SVD of a wide matrix, and accurate
-/// for ridge, which never divides by the tiny singular values it drops.
-fn thin_svd(xc: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let (n, p) = (xc.size()[0], xc.size()[1]);
-    let wide = p > n;
-    let gram = if wide {
-        xc.matmul(&xc.transpose(0, 1))
-    } else {
-        xc.transpose(0, 1).matmul(xc)
-    };
-    let (lambda, vecs) = gram.f_linalg_eigh("L")?;
-    let tol = lambda.max().double_value(&[]).max(0.0) * (n.max(p) as f64) * f64::EPSILON;
+/// Eigenpairs of a symmetric positive semi-definite matrix, dropping the
+/// numerically zero ones (ridge never divides by them).
+fn eig_psd(m: &Tensor, scale: i64) -> Result<(Tensor, Tensor)> {
+    let (lambda, vecs) = m.f_linalg_eigh("L")?;
+    let tol = lambda.max().double_value(&[]).max(0.0) * scale as f64 * f64::EPSILON;
     let keep = lambda.gt(tol).nonzero().squeeze_dim(1);
-    let s = lambda.index_select(0, &keep).sqrt();
-    let vecs = vecs.index_select(1, &keep);
-    Ok(if wide {
-        let v = xc.transpose(0, 1).matmul(&vecs) / s.unsqueeze(0);
-        (vecs, s, v)
-    } else {
-        let u = xc.matmul(&vecs) / s.unsqueeze(0);
-        (u, s, vecs)
-    })
+    Ok((lambda.index_select(0, &keep), vecs.index_select(1, &keep)))
 }
 
-fn fit(x: &Tensor, y: &Tensor, alphas: &Tensor) -> Result<Fit> {
-    let x_mean = x.mean_dim(0, true, Kind::Double);
-    let y_mean = y.mean_dim(0, true, Kind::Double);
-    let (u, s, v) = thin_svd(&(x - &x_mean))?;
-    let s = s.unsqueeze(1);
-    let shrink = &s / (s.square() + alphas.unsqueeze(0));
-    let uty = u.transpose(0, 1).matmul(&(y - &y_mean));
+/// Rows `r` × training rows `t` of the Gram matrix of X centered on the
+/// training mean: K_rt − mean_t(K_rt) − mean_t(K_tt)ᵀ + mean(K_tt).
+fn centered_gram(gram: &Tensor, r: &Tensor, t: &Tensor) -> Tensor {
+    let k_tt = gram.index_select(0, t).index_select(1, t);
+    let k_rt = gram.index_select(0, r).index_select(1, t);
+    let row_mean = k_rt.mean_dim(1, true, Kind::Double);
+    let col_mean = k_tt.mean_dim(0, true, Kind::Double);
+    &k_rt - row_mean - col_mean + k_tt.mean(Kind::Double)
+}
+
+fn fit(d: &Design, y: &Tensor, train: &Tensor, alphas: &Tensor) -> Result<Fit> {
+    let y_t = y.index_select(0, train);
+    let y_mean = y_t.mean_dim(0, true, Kind::Double);
+    let yc = &y_t - &y_mean;
+    let n = train.size()[0];
+    let (lambda, basis, uty, x_mean) = match &d.gram {
+        Some(gram) => {
+            let (lambda, u) = eig_psd(&centered_gram(gram, train, train), n)?;
+            let uty = u.transpose(0, 1).matmul(&yc);
+            (lambda, u, uty, None)
+        }
+        None => {
+            let x_t = d.x.index_select(0, train);
+            let x_mean = x_t.mean_dim(0, true, Kind::Double);
+            let xc = x_t - &x_mean;
+            let (lambda, v) = eig_psd(&xc.transpose(0, 1).matmul(&xc), n.max(d.x.size()[1]))?;
+            let uty = v.transpose(0, 1).matmul(&xc.transpose(0, 1).matmul(&yc));
+            (lambda, v, uty, Some(x_mean))
+        }
+    };
+    let shrink = (lambda.unsqueeze(1) + alphas.unsqueeze(0)).reciprocal();
     Ok(Fit {
-        v,
+        train: train.shallow_clone(),
+        basis,
         shrink,
         uty,
-        x_mean,
         y_mean,
+        x_mean,
     })
 }
 
 impl Fit {
-    /// Predictions for every alpha: n_alphas × n_test × q.
-    fn predict_all(&self, x: &Tensor) -> Tensor {
-        let xv = (x - &self.x_mean).matmul(&self.v); // n_test × k
-        let scaled = self.shrink.transpose(0, 1).unsqueeze(2) * self.uty.unsqueeze(0); // a × k × q
-        xv.unsqueeze(0).matmul(&scaled) + self.y_mean.unsqueeze(0)
+    fn project(&self, d: &Design, rows: &Tensor) -> Tensor {
+        match (&d.gram, &self.x_mean) {
+            (Some(gram), _) => centered_gram(gram, rows, &self.train).matmul(&self.basis),
+            (None, Some(mean)) => (d.x.index_select(0, rows) - mean).matmul(&self.basis),
+            (None, None) => unreachable!("feature-form fits keep their mean"),
+        }
     }
 
-    /// Predictions with a per-neuron alpha index: n_test × q.
-    fn predict_chosen(&self, x: &Tensor, best: &Tensor) -> Tensor {
-        let coef = self
-            .v
-            .matmul(&(self.shrink.index_select(1, best) * &self.uty)); // p × q
-        (x - &self.x_mean).matmul(&coef) + &self.y_mean
+    /// Predictions for every alpha: n_alphas × n_rows × q.
+    fn predict_all(&self, d: &Design, rows: &Tensor) -> Tensor {
+        let proj = self.project(d, rows);
+        let scaled = self.shrink.transpose(0, 1).unsqueeze(2) * self.uty.unsqueeze(0); // a × k × q
+        proj.unsqueeze(0).matmul(&scaled) + self.y_mean.unsqueeze(0)
+    }
+
+    /// Predictions with a per-neuron alpha index: n_rows × q.
+    fn predict_chosen(&self, d: &Design, rows: &Tensor, best: &Tensor) -> Tensor {
+        self.project(d, rows)
+            .matmul(&(self.shrink.index_select(1, best) * &self.uty))
+            + &self.y_mean
     }
 }
 
@@ -197,6 +239,7 @@ pub fn ridge(
         .to_kind(Kind::Double)
         .to_device(dev);
     let splits = outer_splits(n, o)?;
+    let design = Design::new(x);
     let mut scores = Vec::with_capacity(splits.len());
     let mut r_sum = Tensor::zeros([q], (Kind::Double, dev));
     let mut r_count = Tensor::zeros([q], (Kind::Double, dev));
@@ -216,8 +259,8 @@ pub fn ridge(
                 Tensor::from_slice(&inner.train).to_device(dev),
                 Tensor::from_slice(&inner.test).to_device(dev),
             );
-            let f = fit(&x.index_select(0, &tr), &y.index_select(0, &tr), &alphas)?;
-            let pred = f.predict_all(&x.index_select(0, &va));
+            let f = fit(&design, y, &tr, &alphas)?;
+            let pred = f.predict_all(&design, &va);
             inner_score += r2(&pred, &y.index_select(0, &va).unsqueeze(0));
         }
         let best = inner_score.argmax(0, false); // first maximum, as numpy
@@ -229,8 +272,8 @@ pub fn ridge(
             Tensor::from_slice(&split.train).to_device(dev),
             Tensor::from_slice(&split.test).to_device(dev),
         );
-        let f = fit(&x.index_select(0, &tr), &y.index_select(0, &tr), &alphas)?;
-        let pred = f.predict_chosen(&x.index_select(0, &te), &best);
+        let f = fit(&design, y, &tr, &alphas)?;
+        let pred = f.predict_chosen(&design, &te, &best);
         let truth = y.index_select(0, &te);
         let r = pearson_columns(&pred, &truth);
         let valid = r.isnan().logical_not();

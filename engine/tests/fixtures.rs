@@ -205,9 +205,9 @@ fn bootstrap_permutation_and_ceiling_match_their_references() {
             .iter()
             .map(|v| v.as_f64().unwrap())
             .collect();
-        for k in 0..2 {
+        for (k, want_k) in want.iter().enumerate() {
             assert!(
-                (got.ci[k] - want[k]).abs() < TOLERANCE,
+                (got.ci[k] - want_k).abs() < TOLERANCE,
                 "{} ci[{k}]: got {}, reference {}",
                 case["metric"],
                 got.ci[k],
