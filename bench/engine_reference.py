@@ -2,7 +2,7 @@
 times the tools labs use today on them, one workload per process.
 
   python bench/engine_reference.py prepare DIR
-  python bench/engine_reference.py WORKLOAD DIR   (matmul, rsa_bootstrap, ridge, ridge_sklearn, cka)
+  python bench/engine_reference.py WORKLOAD DIR   (matmul, rsa_bootstrap, ridge, ridge_sklearn, pls, cka)
 """
 import json
 import resource
@@ -24,6 +24,13 @@ def prepare(d):
     xr = rng.standard_normal((2000, 4096))
     save(d, "ridge_x", xr)
     save(d, "ridge_y", xr[:, :300] @ rng.standard_normal((300, 500)) * 0.05 + rng.standard_normal((2000, 500)))
+    yp = xr[:, :300] @ rng.standard_normal((300, 200)) * 0.05 + rng.standard_normal((2000, 200))
+    save(d, "pls_y", yp)
+    from sklearn.model_selection import ShuffleSplit
+    splits = [{"train": sorted(tr.tolist()), "test": sorted(te.tolist())}
+              for tr, te in ShuffleSplit(10, test_size=0.1, random_state=0).split(xr)]
+    with open(f"{d}/pls_splits.json", "w") as f:
+        json.dump(splits, f)
     xc = rng.standard_normal((5000, 4096))
     save(d, "cka_x", xc)
     save(d, "cka_y", xc[:, :1000] + rng.standard_normal((5000, 1000)))
@@ -78,6 +85,16 @@ def run(workload, d):
         meds = []
         for tr, te in KFold(5, shuffle=True, random_state=0).split(x):
             pred = RidgeCV(alphas=np.logspace(-2, 6, 20)).fit(x[tr], y[tr]).predict(x[te])
+            pc, tc = pred - pred.mean(0), y[te] - y[te].mean(0)
+            meds.append(np.median((pc * tc).sum(0) / np.sqrt((pc ** 2).sum(0) * (tc ** 2).sum(0))))
+        out["value"] = float(np.mean(meds))
+    elif workload == "pls":
+        from sklearn.cross_decomposition import PLSRegression
+        x, y = load("ridge_x"), load("pls_y")
+        meds = []
+        for s in json.load(open(f"{d}/pls_splits.json")):
+            tr, te = np.array(s["train"]), np.array(s["test"])
+            pred = PLSRegression(n_components=25, scale=False).fit(x[tr], y[tr]).predict(x[te])
             pc, tc = pred - pred.mean(0), y[te] - y[te].mean(0)
             meds.append(np.median((pc * tc).sum(0) / np.sqrt((pc ** 2).sum(0) * (tc ** 2).sum(0))))
         out["value"] = float(np.mean(meds))

@@ -8,9 +8,9 @@ cd "$NEURALIGN_ROOT"
 bash scripts/fixtures.sh >/dev/null   # installs the pinned reference packages
 pip install -q himalaya==0.4.11
 dir="$NEURALIGN_ROOT/target/bench/engine"; mkdir -p "$dir"
-[ -f "$dir/cka_y.npy" ] || python bench/engine_reference.py prepare "$dir"
+[ -f "$dir/pls_splits.json" ] || python bench/engine_reference.py prepare "$dir"
 cargo build -q --release -p neuralign-engine --benches
-workloads=("${@:-matmul rsa_bootstrap ridge cka}"); workloads=(${workloads[*]})
+workloads=("${@:-matmul rsa_bootstrap ridge pls cka}"); workloads=(${workloads[*]})
 for w in "${workloads[@]}"; do
   echo "== $w"
   cargo bench -q -p neuralign-engine --bench engine -- "$w" "$dir" | tee -a "$dir/../engine.jsonl"

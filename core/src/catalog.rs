@@ -165,6 +165,28 @@ impl RidgeOptions {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlsOptions {
+    #[serde(default = "PlsOptions::default_components")]
+    pub n_components: usize,
+    #[serde(default = "PlsOptions::default_folds")]
+    pub folds: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub splits: Option<Vec<ExplicitSplit>>,
+}
+
+impl PlsOptions {
+    fn default_components() -> usize {
+        25
+    }
+    fn default_folds() -> usize {
+        5
+    }
+}
+
 /// A metric with its options, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -176,6 +198,7 @@ pub enum Metric {
     Pwcca(NoOptions),
     MutualKnn(MutualKnnOptions),
     Ridge(RidgeOptions),
+    Pls(PlsOptions),
 }
 
 /// A metric as a request names it: an id alone, or an id with options.
@@ -224,6 +247,7 @@ impl Metric {
             "pwcca" => Metric::Pwcca(options(field, opts)?),
             "mutual_knn" => Metric::MutualKnn(options(field, opts)?),
             "ridge" => Metric::Ridge(options(field, opts)?),
+            "pls" => Metric::Pls(options(field, opts)?),
             other => {
                 let names: Vec<&str> = metrics().iter().map(|m| m.id).collect();
                 return Err(Error::invalid(format!(
@@ -253,6 +277,28 @@ impl Metric {
             Metric::MutualKnn(o) if o.k == 0 => Err(Error::invalid(format!(
                 "{field}.options.k: must be at least 1"
             ))),
+            Metric::Ridge(o)
+                if o.alphas.is_empty() || o.alphas.iter().any(|a| !(*a > 0.0 && a.is_finite())) =>
+            {
+                Err(Error::invalid(format!(
+                    "{field}.options.alphas: must be a non-empty list of positive numbers"
+                )))
+            }
+            Metric::Ridge(o) if o.inner_folds < 2 => Err(Error::invalid(format!(
+                "{field}.options.inner_folds: must be at least 2, got {}",
+                o.inner_folds
+            ))),
+            Metric::Ridge(RidgeOptions {
+                splits: Some(s), ..
+            })
+            | Metric::Pls(PlsOptions {
+                splits: Some(s), ..
+            }) if s.is_empty() => Err(Error::invalid(format!(
+                "{field}.options.splits: must not be empty when given"
+            ))),
+            Metric::Pls(o) if o.n_components == 0 => Err(Error::invalid(format!(
+                "{field}.options.n_components: must be at least 1"
+            ))),
             _ => Ok(()),
         }
     }
@@ -267,6 +313,7 @@ impl Metric {
             Metric::Pwcca(_) => "pwcca",
             Metric::MutualKnn(_) => "mutual_knn",
             Metric::Ridge(_) => "ridge",
+            Metric::Pls(_) => "pls",
         }
     }
 
@@ -280,6 +327,7 @@ impl Metric {
             Metric::Svcca(o) => serde_json::to_value(o),
             Metric::MutualKnn(o) => serde_json::to_value(o),
             Metric::Ridge(o) => serde_json::to_value(o),
+            Metric::Pls(o) => serde_json::to_value(o),
         };
         v.unwrap_or(Value::Null)
     }
@@ -291,6 +339,7 @@ impl Metric {
             Metric::RbfCka(o) if o.debiased => 4,
             Metric::MutualKnn(o) => o.k as u64 + 1,
             Metric::Ridge(o) => 2 * o.folds.max(o.inner_folds) as u64,
+            Metric::Pls(o) => (2 * o.folds).max(o.n_components + 2) as u64,
             _ => 3,
         }
     }
@@ -447,6 +496,22 @@ pub fn metrics() -> Vec<MetricInfo> {
             ],
             invariances: vec![PERMUTE, "invertible linear transform of a (as alpha -> 0)"],
             min_stimuli: 10,
+        },
+        MetricInfo {
+            id: "pls",
+            direction: "similarity",
+            description: "linear predictivity by partial least squares regression (NIPALS, regression deflation, \
+                unscaled, as scikit-learn's PLSRegression(scale=False)); component weights are exact dominant \
+                singular vectors (scikit-learn's power iteration converged); held-out Pearson r per neuron, median \
+                over neurons, mean and SEM over outer splits",
+            options: vec![
+                opt("n_components", "integer >= 1", json!(25), "Brain-Score's default"),
+                opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
+                opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
+                opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits"),
+            ],
+            invariances: vec![PERMUTE, "orthogonal transform of a"],
+            min_stimuli: 27,
         },
     ]
 }

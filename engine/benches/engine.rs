@@ -121,6 +121,15 @@ fn main() {
             );
             json!({"value": metrics::compute(&m, &x, &y).unwrap()})
         }
+        "pls" => {
+            let (x, y) = (load(dir, "ridge_x"), load(dir, "pls_y"));
+            let splits: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(format!("{dir}/pls_splits.json")).unwrap(),
+            )
+            .unwrap();
+            let m = metric("pls", json!({"n_components": 25, "splits": splits}));
+            json!({"value": metrics::compute(&m, &x, &y).unwrap()})
+        }
         "cka" | "cka_f32" => {
             let kind = if workload == "cka" {
                 Kind::Double

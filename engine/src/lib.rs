@@ -12,6 +12,8 @@ pub mod kendall;
 pub mod knn;
 pub mod metrics;
 pub mod pipeline;
+pub mod pls;
+pub mod predictivity;
 pub mod rank;
 pub mod rdm;
 pub mod ridge;

@@ -13,15 +13,8 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::splits::{kfold, permutation, Split};
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SplitScore {
-    /// Median over neurons of the held-out Pearson r.
-    pub median_r: f64,
-    /// Median over neurons of the held-out R².
-    pub median_r2: f64,
-}
+use crate::predictivity::{outer_splits, r2, Scorer, SplitScore};
+use crate::splits::kfold;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RidgeResult {
@@ -144,88 +137,6 @@ impl Fit {
     }
 }
 
-/// R² per column (scikit-learn's `r2_score`, raw values; a constant column
-/// scores 1 if predicted exactly and 0 otherwise).
-fn r2(pred: &Tensor, truth: &Tensor) -> Tensor {
-    let dim = pred.dim() as i64 - 2;
-    let ss_res = (truth - pred)
-        .square()
-        .sum_dim_intlist(dim, false, Kind::Double);
-    let centered = truth - truth.mean_dim(dim, true, Kind::Double);
-    let ss_tot = centered
-        .square()
-        .sum_dim_intlist(dim, false, Kind::Double)
-        .expand_as(&ss_res);
-    let r: Tensor = 1.0 - &ss_res / &ss_tot;
-    let perfect = ss_res.eq(0.0).to_kind(Kind::Double);
-    r.where_self(&ss_tot.ne(0.0), &perfect)
-}
-
-/// Pearson r per column; NaN where either side is constant.
-fn pearson_columns(pred: &Tensor, truth: &Tensor) -> Tensor {
-    let pc = pred - pred.mean_dim(0, true, Kind::Double);
-    let tc = truth - truth.mean_dim(0, true, Kind::Double);
-    let num = (&pc * &tc).sum_dim_intlist(0, false, Kind::Double);
-    num / (pc.square().sum_dim_intlist(0, false, Kind::Double)
-        * tc.square().sum_dim_intlist(0, false, Kind::Double))
-    .sqrt()
-}
-
-fn nanmedian(t: &Tensor) -> f64 {
-    let v = t.masked_select(&t.isnan().logical_not());
-    let n = v.size()[0];
-    if n == 0 {
-        return f64::NAN;
-    }
-    let (s, _) = v.sort(0, false);
-    if n % 2 == 1 {
-        s.double_value(&[n / 2])
-    } else {
-        (s.double_value(&[n / 2 - 1]) + s.double_value(&[n / 2])) / 2.0
-    }
-}
-
-/// The outer splits: explicit ones (validated), or seeded K-fold.
-pub fn outer_splits(n: usize, o: &RidgeOptions) -> Result<Vec<Split>> {
-    match &o.splits {
-        Some(explicit) => {
-            for (i, s) in explicit.iter().enumerate() {
-                if s.train.is_empty() || s.test.is_empty() {
-                    return Err(EngineError::invalid(format!(
-                        "splits[{i}]: train and test must both be non-empty"
-                    )));
-                }
-                if let Some(bad) = s.train.iter().chain(&s.test).find(|&&j| j >= n as u64) {
-                    return Err(EngineError::invalid(format!(
-                        "splits[{i}]: index {bad} is out of range for {n} stimuli"
-                    )));
-                }
-                if s.train.iter().any(|j| s.test.contains(j)) {
-                    return Err(EngineError::invalid(format!(
-                        "splits[{i}]: a stimulus is in both train and test"
-                    )));
-                }
-            }
-            Ok(explicit
-                .iter()
-                .map(|s| Split {
-                    train: s.train.iter().map(|&j| j as i64).collect(),
-                    test: s.test.iter().map(|&j| j as i64).collect(),
-                })
-                .collect())
-        }
-        None => {
-            if o.folds < 2 || o.folds > n {
-                return Err(EngineError::invalid(format!(
-                    "folds: must be between 2 and the {n} stimuli, got {}",
-                    o.folds
-                )));
-            }
-            Ok(kfold(&permutation(n, o.seed), o.folds))
-        }
-    }
-}
-
 pub fn ridge(
     x: &Tensor,
     y: &Tensor,
@@ -238,11 +149,9 @@ pub fn ridge(
     let alphas = Tensor::from_slice(&o.alphas)
         .to_kind(Kind::Double)
         .to_device(dev);
-    let splits = outer_splits(n, o)?;
+    let splits = outer_splits(n, o.folds, o.seed, o.splits.as_deref())?;
     let design = Design::new(x);
-    let mut scores = Vec::with_capacity(splits.len());
-    let mut r_sum = Tensor::zeros([q], (Kind::Double, dev));
-    let mut r_count = Tensor::zeros([q], (Kind::Double, dev));
+    let mut scorer = Scorer::new(q, dev);
     let mut alpha_votes = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
     for (si, split) in splits.iter().enumerate() {
         if split.train.len() < o.inner_folds.max(2) {
@@ -274,31 +183,10 @@ pub fn ridge(
         );
         let f = fit(&design, y, &tr, &alphas)?;
         let pred = f.predict_chosen(&design, &te, &best);
-        let truth = y.index_select(0, &te);
-        let r = pearson_columns(&pred, &truth);
-        let valid = r.isnan().logical_not();
-        r_sum += r.nan_to_num(0.0, None, None);
-        r_count += valid.to_kind(Kind::Double);
-        scores.push(SplitScore {
-            median_r: nanmedian(&r),
-            median_r2: nanmedian(&r2(&pred, &truth)),
-        });
+        scorer.add(&pred, &y.index_select(0, &te));
         step()?;
     }
-    let k = scores.len() as f64;
-    let value = scores.iter().map(|s| s.median_r).sum::<f64>() / k;
-    let sem = if k > 1.0 {
-        (scores
-            .iter()
-            .map(|s| (s.median_r - value).powi(2))
-            .sum::<f64>()
-            / (k - 1.0))
-            .sqrt()
-            / k.sqrt()
-    } else {
-        f64::NAN
-    };
-    let per_neuron_r = Vec::<f64>::try_from(&(r_sum / r_count).to_device(tch::Device::Cpu))?;
+    let (value, sem, scores, per_neuron_r) = scorer.finish()?;
     let chosen = alpha_votes.argmax(0, false);
     let per_neuron_alpha =
         Vec::<f64>::try_from(&alphas.index_select(0, &chosen).to_device(tch::Device::Cpu))?;

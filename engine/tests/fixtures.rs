@@ -108,8 +108,17 @@ fn nan_dissimilarities_are_dropped_pairwise() {
 
 #[test]
 fn ridge_matches_brute_force_scikit_learn() {
+    check_predictivity("ridge", "ridge");
+}
+
+#[test]
+fn pls_matches_converged_scikit_learn() {
+    check_predictivity("pls", "pls");
+}
+
+fn check_predictivity(section: &str, id: &str) {
     let doc = fixtures();
-    let cases = doc["ridge"].as_array().unwrap();
+    let cases = doc[section].as_array().unwrap();
     assert!(cases.len() >= 3);
     for case in cases {
         let (a, b) = (
@@ -117,7 +126,7 @@ fn ridge_matches_brute_force_scikit_learn() {
             tensor(&case["b"]).to_device(device()),
         );
         let req = MetricRequest::WithOptions {
-            id: "ridge".into(),
+            id: id.into(),
             options: case["options"].as_object().unwrap().clone(),
         };
         let metric = Metric::parse("metric", &req).unwrap();
