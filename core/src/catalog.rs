@@ -187,6 +187,41 @@ impl PlsOptions {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeScore {
+    /// arccos of the normalized Frobenius inner product, in [0, π].
+    Angular,
+    /// Frobenius norm of the difference.
+    Euclidean,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcrustesOptions {
+    /// 1 = rotations only; 0 = any invertible linear map (full whitening).
+    #[serde(default = "ProcrustesOptions::default_alpha")]
+    pub alpha: f64,
+    #[serde(default = "ProcrustesOptions::default_score")]
+    pub score: ShapeScore,
+    /// Folds for fitting on train and scoring held-out stimuli; 0 scores in sample.
+    #[serde(default)]
+    pub folds: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub splits: Option<Vec<ExplicitSplit>>,
+}
+
+impl ProcrustesOptions {
+    fn default_alpha() -> f64 {
+        1.0
+    }
+    fn default_score() -> ShapeScore {
+        ShapeScore::Angular
+    }
+}
+
 /// A metric with its options, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -199,6 +234,7 @@ pub enum Metric {
     MutualKnn(MutualKnnOptions),
     Ridge(RidgeOptions),
     Pls(PlsOptions),
+    Procrustes(ProcrustesOptions),
 }
 
 /// A metric as a request names it: an id alone, or an id with options.
@@ -248,6 +284,7 @@ impl Metric {
             "mutual_knn" => Metric::MutualKnn(options(field, opts)?),
             "ridge" => Metric::Ridge(options(field, opts)?),
             "pls" => Metric::Pls(options(field, opts)?),
+            "procrustes" => Metric::Procrustes(options(field, opts)?),
             other => {
                 let names: Vec<&str> = metrics().iter().map(|m| m.id).collect();
                 return Err(Error::invalid(format!(
@@ -296,6 +333,12 @@ impl Metric {
             }) if s.is_empty() => Err(Error::invalid(format!(
                 "{field}.options.splits: must not be empty when given"
             ))),
+            Metric::Procrustes(o) if !(0.0..=1.0).contains(&o.alpha) => Err(Error::invalid(
+                format!("{field}.options.alpha: must be in [0, 1], got {}", o.alpha),
+            )),
+            Metric::Procrustes(o) if o.folds == 1 => Err(Error::invalid(format!(
+                "{field}.options.folds: must be 0 (in sample) or at least 2"
+            ))),
             Metric::Pls(o) if o.n_components == 0 => Err(Error::invalid(format!(
                 "{field}.options.n_components: must be at least 1"
             ))),
@@ -314,6 +357,7 @@ impl Metric {
             Metric::MutualKnn(_) => "mutual_knn",
             Metric::Ridge(_) => "ridge",
             Metric::Pls(_) => "pls",
+            Metric::Procrustes(_) => "procrustes",
         }
     }
 
@@ -328,6 +372,7 @@ impl Metric {
             Metric::MutualKnn(o) => serde_json::to_value(o),
             Metric::Ridge(o) => serde_json::to_value(o),
             Metric::Pls(o) => serde_json::to_value(o),
+            Metric::Procrustes(o) => serde_json::to_value(o),
         };
         v.unwrap_or(Value::Null)
     }
@@ -340,12 +385,16 @@ impl Metric {
             Metric::MutualKnn(o) => o.k as u64 + 1,
             Metric::Ridge(o) => 2 * o.folds.max(o.inner_folds) as u64,
             Metric::Pls(o) => (2 * o.folds).max(o.n_components + 2) as u64,
+            Metric::Procrustes(o) => (2 * o.folds).max(3) as u64,
             _ => 3,
         }
     }
 
     pub fn direction(&self) -> &'static str {
-        "similarity"
+        match self {
+            Metric::Procrustes(_) => "distance",
+            _ => "similarity",
+        }
     }
 }
 
@@ -512,6 +561,22 @@ pub fn metrics() -> Vec<MetricInfo> {
             ],
             invariances: vec![PERMUTE, "orthogonal transform of a"],
             min_stimuli: 27,
+        },
+        MetricInfo {
+            id: "procrustes",
+            direction: "distance",
+            description: "generalized shape metric (Williams et al. 2021, netrep's LinearMetric): centered, partially \
+                whitened (alpha; variance preserved; eigenvalues clipped at 1e-7), the narrower side zero-padded, \
+                aligned by the optimal rotation on training stimuli and scored on held-out ones",
+            options: vec![
+                opt("alpha", "number in [0, 1]", json!(1.0), "1: rotations only (Procrustes); 0: any invertible linear map (CCA-like)"),
+                opt("score", "angular | euclidean", json!("angular"), "arccos of the normalized inner product, or Frobenius distance"),
+                opt("folds", "0 or integer >= 2", json!(0), "0 fits and scores on all stimuli; otherwise the mean held-out distance"),
+                opt("seed", "integer", json!(0), "seed of the fold shuffle"),
+                opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit splits"),
+            ],
+            invariances: vec![PERMUTE, "orthogonal transform", "translation", "invertible linear transform (alpha = 0)"],
+            min_stimuli: 3,
         },
     ]
 }

@@ -17,6 +17,7 @@ pub mod predictivity;
 pub mod rank;
 pub mod rdm;
 pub mod ridge;
+pub mod shape;
 pub mod splits;
 
 pub use error::{EngineError, Result};

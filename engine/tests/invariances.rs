@@ -137,3 +137,24 @@ fn too_few_stimuli_is_a_clear_error() {
     .unwrap_err();
     assert!(err.to_string().contains("at least 4 stimuli"), "{err}");
 }
+
+#[test]
+fn shape_distance_is_zero_to_a_rotated_copy_and_symmetric() {
+    use serde_json::json;
+    let x = random(30, 8, 10);
+    let q = orthogonal(8, 11);
+    for alpha in [1.0, 0.3, 0.0] {
+        let m = metric("procrustes", json!({"alpha": alpha}));
+        let d = compute(&m, &x, &(x.matmul(&q) + 2.0)).unwrap();
+        assert!(
+            d.abs() < 1e-6,
+            "alpha {alpha}: distance to a rotated, shifted copy {d}"
+        );
+        let y = random(30, 5, 12);
+        let (dxy, dyx) = (compute(&m, &x, &y).unwrap(), compute(&m, &y, &x).unwrap());
+        assert!(
+            close(dxy, dyx) && dxy > 0.1 && dxy <= std::f64::consts::PI,
+            "alpha {alpha}: {dxy} vs {dyx}"
+        );
+    }
+}
