@@ -119,6 +119,10 @@ impl SvccaOptions {
 pub struct MutualKnnOptions {
     #[serde(default = "MutualKnnOptions::default_k")]
     pub k: usize,
+    /// Clip outliers first: values beyond this quantile of |values| (per
+    /// representation) are clamped to it. None keeps the data as is.
+    #[serde(default)]
+    pub clip_quantile: Option<f64>,
 }
 
 impl MutualKnnOptions {
@@ -313,6 +317,12 @@ impl Metric {
             }
             Metric::MutualKnn(o) if o.k == 0 => Err(Error::invalid(format!(
                 "{field}.options.k: must be at least 1"
+            ))),
+            Metric::MutualKnn(MutualKnnOptions {
+                clip_quantile: Some(q),
+                ..
+            }) if !(*q > 0.0 && *q <= 1.0) => Err(Error::invalid(format!(
+                "{field}.options.clip_quantile: must be in (0, 1], got {q}"
             ))),
             Metric::Ridge(o)
                 if o.alphas.is_empty() || o.alphas.iter().any(|a| !(*a > 0.0 && a.is_finite())) =>
@@ -526,7 +536,11 @@ pub fn metrics() -> Vec<MetricInfo> {
             direction: "similarity",
             description: "mutual k-nearest-neighbour alignment (Huh et al. 2024): rows L2-normalized, neighbours by \
                 cosine similarity excluding self, mean fraction of shared neighbours",
-            options: vec![opt("k", "integer >= 1", json!(10), "neighbours per stimulus")],
+            options: vec![
+                opt("k", "integer >= 1", json!(10), "neighbours per stimulus"),
+                opt("clip_quantile", "number in (0, 1] or null", json!(null),
+                    "clamp each representation's values to this quantile of their magnitudes before normalizing"),
+            ],
             invariances: vec![PERMUTE, "orthogonal transform", "per-stimulus scaling"],
             min_stimuli: 11,
         },

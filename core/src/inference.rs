@@ -20,6 +20,17 @@ pub struct BootstrapSpec {
     /// Central interval reported as `ci` (percentile method).
     #[serde(default = "BootstrapSpec::default_confidence")]
     pub confidence: f64,
+    /// What is resampled: stimuli (both arrays' rows), or neurons (b's columns).
+    #[serde(default)]
+    pub over: ResampleOver,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResampleOver {
+    #[default]
+    Stimuli,
+    Neurons,
 }
 
 impl BootstrapSpec {
@@ -76,6 +87,19 @@ impl Normalization {
     }
 }
 
+/// Where the ceiling comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CeilingMethod {
+    /// Split-half reliability over b's repetitions (first axis), Spearman–Brown corrected.
+    #[default]
+    SplitHalf,
+    /// RSA only: b's first axis holds subjects; lower bound = mean over subjects of the
+    /// comparison with the pooled RDM of the others, upper = with the pooled RDM of all
+    /// (rsatoolbox's `boot_noise_ceiling`); normalization uses the upper bound.
+    Subjects,
+}
+
 /// Split-half reliability of `b` over its repetitions: many random halvings
 /// of the repetitions, each half averaged, the halves correlated across
 /// stimuli, Spearman–Brown corrected (2r / (1 + r)), averaged over splits.
@@ -84,6 +108,8 @@ impl Normalization {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CeilingSpec {
+    #[serde(default)]
+    pub method: CeilingMethod,
     #[serde(default = "CeilingSpec::default_splits")]
     pub splits: usize,
     #[serde(default)]

@@ -75,6 +75,7 @@ fn main() {
                     samples: 1000,
                     seed: 0,
                     confidence: 0.95,
+                    over: Default::default(),
                 },
                 &mut ok,
             )

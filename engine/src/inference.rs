@@ -7,7 +7,9 @@
 //! over many samples at once.
 
 use neuralign_core::catalog::{Metric, RdmComparison};
-use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec};
+use neuralign_core::inference::{
+    BootstrapSpec, CeilingMethod, CeilingSpec, PermutationSpec, ResampleOver,
+};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
@@ -36,7 +38,7 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn interval(mut values: Vec<f64>, spec: &BootstrapSpec) -> Result<Interval> {
+fn interval(mut values: Vec<f64>, spec: &BootstrapSpec, over: &'static str) -> Result<Interval> {
     values.retain(|v| v.is_finite());
     if values.len() < 2 {
         return Err(EngineError::invalid(
@@ -54,7 +56,7 @@ fn interval(mut values: Vec<f64>, spec: &BootstrapSpec) -> Result<Interval> {
         samples: values.len(),
         seed: spec.seed,
         confidence: spec.confidence,
-        over: "stimuli",
+        over,
     })
 }
 
@@ -254,6 +256,17 @@ pub fn bootstrap(
     check: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Interval> {
     let _guard = tch::no_grad_guard();
+    if spec.over == ResampleOver::Neurons {
+        // b's neurons resampled with replacement; a is fixed.
+        let q = b.size()[1];
+        let d = draws(q as usize, spec, b.device());
+        let mut v = Vec::with_capacity(spec.samples);
+        for i in 0..spec.samples as i64 {
+            check()?;
+            v.push(compute(metric, a, &b.index_select(1, &d.get(i))).unwrap_or(f64::NAN));
+        }
+        return interval(v, spec, "neurons");
+    }
     let n = a.size()[0];
     let d = draws(n as usize, spec, a.device());
     let values = match metric {
@@ -275,7 +288,7 @@ pub fn bootstrap(
             v
         }
     };
-    interval(values, spec)
+    interval(values, spec, "stimuli")
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -335,12 +348,73 @@ pub fn permutation_test(
 #[derive(Debug, Clone, Serialize)]
 pub struct Ceiling {
     pub ceiling: f64,
+    /// Subject-level RSA ceilings: the leave-one-subject-out lower bound.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
     pub method: &'static str,
     pub splits: usize,
     pub seed: u64,
     /// Per neuron (ridge only): Spearman–Brown corrected split-half r.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_neuron: Option<Vec<f64>>,
+}
+
+/// rsatoolbox's pooling of RDM vectors before averaging, per comparison:
+/// ranks for rank correlations, z-scores for Pearson, unit RMS for cosine.
+fn pool_form(v: &Tensor, how: RdmComparison) -> Tensor {
+    match how {
+        RdmComparison::Spearman
+        | RdmComparison::RhoA
+        | RdmComparison::TauA
+        | RdmComparison::TauB => rank::average_ranks(v),
+        RdmComparison::Pearson => {
+            let c = v - v.mean(Kind::Double);
+            // numpy's nanstd: population standard deviation.
+            &c / c.square().mean(Kind::Double).sqrt()
+        }
+        RdmComparison::Cosine => v / v.square().mean(Kind::Double).sqrt(),
+    }
+}
+
+/// Lower and upper RSA noise ceilings over subjects (b's first axis).
+fn subject_ceiling(metric: &Metric, subjects: &Tensor, spec: &CeilingSpec) -> Result<Ceiling> {
+    let Metric::Rsa(o) = metric else {
+        return Err(EngineError::invalid(
+            "ceiling.method subjects applies to rsa only",
+        ));
+    };
+    let s = subjects.size()[0];
+    if subjects.dim() != 3 || s < 2 {
+        return Err(EngineError::invalid(format!(
+            "ceiling: subjects needs subjects × stimuli × features with at least 2 subjects, got shape {:?}",
+            subjects.size()
+        )));
+    }
+    let rdms: Vec<Tensor> = (0..s)
+        .map(|i| rdm::rdm(&subjects.get(i), o.rdm))
+        .collect::<Result<_>>()?;
+    let pooled: Vec<Tensor> = rdms.iter().map(|r| pool_form(r, o.comparison)).collect();
+    let all = Tensor::stack(&pooled, 0).mean_dim(0, false, Kind::Double);
+    let (mut lower, mut upper) = (0.0, 0.0);
+    for i in 0..s as usize {
+        let others: Vec<&Tensor> = pooled
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, t)| t)
+            .collect();
+        let rest = Tensor::stack(&others, 0).mean_dim(0, false, Kind::Double);
+        lower += compare_rdms(&rest, &rdms[i], o.comparison)?;
+        upper += compare_rdms(&all, &rdms[i], o.comparison)?;
+    }
+    Ok(Ceiling {
+        ceiling: upper / s as f64,
+        lower: Some(lower / s as f64),
+        method: "rsa_subjects_upper_bound",
+        splits: 0,
+        seed: spec.seed,
+        per_neuron: None,
+    })
 }
 
 /// The two halves of b's repetitions for each split (half = ⌊reps/2⌋ each;
@@ -373,6 +447,9 @@ pub fn split_half_ceiling(
     check: &mut dyn FnMut() -> Result<()>,
 ) -> Result<Ceiling> {
     let _guard = tch::no_grad_guard();
+    if spec.method == CeilingMethod::Subjects {
+        return subject_ceiling(metric, reps, spec);
+    }
     if reps.dim() != 3 || reps.size()[0] < 2 {
         return Err(EngineError::invalid(format!("ceiling: needs repetitions × stimuli × neurons with at least 2 repetitions, got shape {:?}", reps.size())));
     }
@@ -408,6 +485,7 @@ pub fn split_half_ceiling(
             let ceiling = percentile(&finite, 0.5);
             Ok(Ceiling {
                 ceiling,
+                lower: None,
                 method: "split_half_spearman_brown_median_over_neurons",
                 splits: spec.splits,
                 seed: spec.seed,
@@ -423,6 +501,7 @@ pub fn split_half_ceiling(
             }
             Ok(Ceiling {
                 ceiling: total / spec.splits as f64,
+                lower: None,
                 method: "split_half_spearman_brown_of_metric",
                 splits: spec.splits,
                 seed: spec.seed,

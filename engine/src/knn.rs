@@ -19,7 +19,22 @@ fn neighbours(x: &Tensor, k: i64) -> Tensor {
     sim.topk(k, 1, true, true).1
 }
 
-pub fn mutual_knn(x: &Tensor, y: &Tensor, k: usize) -> f64 {
+/// Clamps values to the q-quantile of their magnitudes (numpy's linear quantile).
+pub fn clip_outliers(x: &Tensor, q: f64) -> Tensor {
+    let (sorted, _) = x.abs().reshape([-1]).sort(0, false);
+    let pos = q * (sorted.size()[0] - 1) as f64;
+    let (lo, hi) = (pos.floor() as i64, pos.ceil() as i64);
+    let (a, b) = (sorted.double_value(&[lo]), sorted.double_value(&[hi]));
+    let c = a + (b - a) * (pos - lo as f64);
+    x.clamp(-c, c)
+}
+
+pub fn mutual_knn(x: &Tensor, y: &Tensor, k: usize, clip_quantile: Option<f64>) -> f64 {
+    let (x, y) = match clip_quantile {
+        Some(q) => (clip_outliers(x, q), clip_outliers(y, q)),
+        None => (x.shallow_clone(), y.shallow_clone()),
+    };
+    let (x, y) = (&x, &y);
     let n = x.size()[0];
     let k = k as i64;
     let (na, nb) = (neighbours(x, k), neighbours(y, k));

@@ -108,7 +108,7 @@ pub fn compute_detailed(
         Metric::Cca(_) => cca::mean_sq_cca(a, b)?,
         Metric::Svcca(o) => cca::svcca(a, b, o.variance_kept)?,
         Metric::Pwcca(_) => cca::pwcca(a, b)?,
-        Metric::MutualKnn(o) => knn::mutual_knn(a, b, o.k),
+        Metric::MutualKnn(o) => knn::mutual_knn(a, b, o.k, o.clip_quantile),
         Metric::Procrustes(o) => {
             let r = shape::procrustes(a, b, o)?;
             details = Some(serde_json::to_value(&r).unwrap_or_default());

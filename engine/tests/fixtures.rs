@@ -206,6 +206,7 @@ fn bootstrap_permutation_and_ceiling_match_their_references() {
             samples: 200,
             seed: 5,
             confidence: 0.95,
+            over: Default::default(),
         };
         let got = inference::bootstrap(&m, &a, &b, &spec, &mut ok).unwrap();
         let want: Vec<f64> = case["ci"]
@@ -228,6 +229,30 @@ fn bootstrap_permutation_and_ceiling_match_their_references() {
             "{} std",
             case["metric"]
         );
+    }
+    for case in inf["bootstrap_neurons"].as_array().unwrap() {
+        let m = metric_of(&case["metric"]);
+        let spec = BootstrapSpec {
+            samples: 100,
+            seed: 21,
+            confidence: 0.95,
+            over: neuralign_core::inference::ResampleOver::Neurons,
+        };
+        let got = inference::bootstrap(&m, &a, &b, &spec, &mut ok).unwrap();
+        let want: Vec<f64> = case["ci"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            (got.ci[0] - want[0]).abs() < TOLERANCE && (got.ci[1] - want[1]).abs() < TOLERANCE,
+            "{} over neurons: {:?} vs {want:?}",
+            case["metric"],
+            got.ci
+        );
+        assert!((got.std - case["std"].as_f64().unwrap()).abs() < TOLERANCE);
+        assert_eq!(got.over, "neurons");
     }
     for case in inf["permutation"].as_array().unwrap() {
         let m = metric_of(&case["metric"]);
@@ -260,6 +285,7 @@ fn bootstrap_permutation_and_ceiling_match_their_references() {
     for case in inf["ceiling"].as_array().unwrap() {
         let m = metric_of(&case["metric"]);
         let spec = CeilingSpec {
+            method: Default::default(),
             splits: 20,
             seed: 11,
             normalization: Normalization::ROverC,
@@ -277,6 +303,41 @@ fn bootstrap_permutation_and_ceiling_match_their_references() {
                 assert!((g - w.as_f64().unwrap()).abs() < TOLERANCE);
             }
         }
+    }
+}
+
+#[test]
+fn subject_ceilings_match_rsatoolbox() {
+    use neuralign_core::inference::{CeilingMethod, CeilingSpec, Normalization};
+    let doc = fixtures();
+    let subj = &doc["inference"]["subjects"];
+    let subjects = tensor(subj).to_device(device());
+    for e in subj["expected"].as_array().unwrap() {
+        let m = metric_of(
+            &serde_json::json!({"id": "rsa", "options": {"comparison": e["comparison"]}}),
+        );
+        let spec = CeilingSpec {
+            method: CeilingMethod::Subjects,
+            splits: 1,
+            seed: 0,
+            normalization: Normalization::ROverC,
+        };
+        let c =
+            neuralign_engine::inference::split_half_ceiling(&m, &subjects, &spec, &mut || Ok(()))
+                .unwrap();
+        let (lo, hi) = (e["lower"].as_f64().unwrap(), e["upper"].as_f64().unwrap());
+        assert!(
+            (c.lower.unwrap() - lo).abs() < TOLERANCE,
+            "{}: lower {:?} vs {lo}",
+            e["comparison"],
+            c.lower
+        );
+        assert!(
+            (c.ceiling - hi).abs() < TOLERANCE,
+            "{}: upper {} vs {hi}",
+            e["comparison"],
+            c.ceiling
+        );
     }
 }
 

@@ -96,9 +96,11 @@ pub async fn run(
             samples: 200,
             seed: 1,
             confidence: 0.95,
+            over: Default::default(),
         }),
         permutation: None,
         ceiling: Some(CeilingSpec {
+            method: Default::default(),
             splits: 20,
             seed: 1,
             normalization: Normalization::ROverC,

@@ -59,6 +59,18 @@ impl Service {
                         )));
                     }
                 }
+                if c.ceiling
+                    .as_ref()
+                    .is_some_and(|s| s.method == crate::inference::CeilingMethod::Subjects)
+                {
+                    if let Some((i, m)) = metrics.iter().enumerate().find(|(_, m)| m.id() != "rsa")
+                    {
+                        return Err(Error::invalid(format!(
+                            "ceiling.method: subjects applies to rsa only, but metrics[{i}] is {}",
+                            m.id()
+                        )));
+                    }
+                }
                 if c.ceiling.is_some()
                     && !matches!(b.shape.as_slice(), [reps, ..] if b.shape.len() >= 3 && *reps >= 2)
                 {
