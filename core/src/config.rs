@@ -33,6 +33,10 @@ pub struct ServiceConfig {
     /// Upper bound on a retry delay, in milliseconds.
     #[arg(long, env = "NEURALIGN_RETRY_MAX_MS", default_value_t = 300_000)]
     pub retry_max_ms: u64,
+    /// Largest estimated compute memory a job may need, in bytes; bigger
+    /// comparisons are refused at submit (use `reduce` to fit them).
+    #[arg(long, env = "NEURALIGN_MAX_COMPUTE_BYTES", default_value_t = 16 << 30)]
+    pub max_compute_bytes: u64,
     /// How often the reaper re-queues expired leases and workers poll when no
     /// notification arrives, in milliseconds.
     #[arg(long, env = "NEURALIGN_POLL_MS", default_value_t = 1_000)]
@@ -51,6 +55,7 @@ impl Default for ServiceConfig {
             retry_base_ms: 2_000,
             retry_max_ms: 300_000,
             poll_ms: 1_000,
+            max_compute_bytes: 16 << 30,
         }
     }
 }

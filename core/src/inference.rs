@@ -127,6 +127,28 @@ impl CeilingSpec {
     }
 }
 
+/// Reduce a's features (the model side) to k dimensions before comparing,
+/// when it has more than k; b (neurons, the prediction targets) is never
+/// reduced. Declared in the job's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceSpec {
+    pub method: ReduceMethod,
+    pub k: usize,
+    /// Seed of the random projection.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceMethod {
+    /// Projection on the top k principal components (centered, via the smaller Gram matrix).
+    Pca,
+    /// Gaussian random projection scaled by 1/sqrt(k) (Johnson–Lindenstrauss; distances preserved in expectation).
+    RandomProjection,
+}
+
 /// Checks the specs' numbers, naming the field.
 pub fn validate(
     b: Option<&BootstrapSpec>,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod db;

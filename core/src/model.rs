@@ -95,6 +95,9 @@ pub struct CompareSpec {
     /// Permutation p-values (stimulus labels of b shuffled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permutation: Option<crate::inference::PermutationSpec>,
+    /// Reduce features to k dimensions first (PCA or random projection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce: Option<crate::inference::ReduceSpec>,
     /// Split-half noise ceiling of b (needs repetitions: b shaped reps × stimuli × neurons).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<crate::inference::CeilingSpec>,

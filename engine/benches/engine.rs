@@ -151,6 +151,7 @@ fn main() {
                 bootstrap: None,
                 permutation: None,
                 ceiling: None,
+                reduce: None,
             };
             let r = pipeline::run(&x, &y, &plan, &mut |_, _| Ok(())).unwrap();
             json!({"linear": r[0].value, "unbiased": r[1].value, "compute_s": t.elapsed().as_secs_f64()})

@@ -16,6 +16,7 @@ pub mod pls;
 pub mod predictivity;
 pub mod rank;
 pub mod rdm;
+pub mod reduce;
 pub mod ridge;
 pub mod shape;
 pub mod splits;

@@ -4,20 +4,21 @@
 //! request asks for. The worker calls this inside `spawn_blocking`.
 
 use neuralign_core::catalog::Metric;
-use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec};
+use neuralign_core::inference::{BootstrapSpec, CeilingSpec, PermutationSpec, ReduceSpec};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
-use crate::cka;
 use crate::error::{EngineError, Result};
 use crate::inference::{self, Ceiling, Interval, PermutationTest};
 use crate::metrics::compute_detailed;
+use crate::{cka, reduce};
 
 pub struct ComparePlan<'a> {
     pub metrics: &'a [Metric],
     pub bootstrap: Option<&'a BootstrapSpec>,
     pub permutation: Option<&'a PermutationSpec>,
     pub ceiling: Option<&'a CeilingSpec>,
+    pub reduce: Option<&'a ReduceSpec>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +81,29 @@ fn name(e: EngineError, i: usize, m: &Metric) -> EngineError {
 
 /// Runs the plan. `check` is called between units of work; it reports
 /// progress (done, total) and may stop the run by returning an error.
+/// Reduces a's features when the plan asks (fitted on the repetition- and
+/// time-averaged stimuli × features, applied to every repetition and bin).
+pub fn reduce_model_side(
+    a: &Tensor,
+    spec: Option<&ReduceSpec>,
+) -> Result<(Tensor, Option<reduce::Reduction>)> {
+    let Some(spec) = spec else {
+        return Ok((a.shallow_clone(), None));
+    };
+    let mut summary = a.shallow_clone();
+    if summary.dim() == 4 {
+        summary = summary.mean_dim(3, false, Kind::Double);
+    }
+    let summary = mean_over_reps(&summary);
+    match reduce::fit(&summary, spec)? {
+        None => Ok((a.shallow_clone(), None)),
+        Some((w, info)) => {
+            let axis = if a.dim() == 2 { 1 } else { 2 };
+            Ok((reduce::apply(a, &w, axis), Some(info)))
+        }
+    }
+}
+
 pub fn run(
     a: &Tensor,
     b: &Tensor,

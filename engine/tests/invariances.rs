@@ -158,3 +158,42 @@ fn shape_distance_is_zero_to_a_rotated_copy_and_symmetric() {
         );
     }
 }
+
+#[test]
+fn pca_reduction_to_the_data_rank_keeps_linear_cka_and_projection_is_reproducible() {
+    use neuralign_core::inference::{ReduceMethod, ReduceSpec};
+    use neuralign_engine::pipeline::reduce_model_side;
+    let x = random(30, 50, 13);
+    let y = random(30, 7, 14) + x.narrow(1, 0, 7);
+    let m = metric("linear_cka", serde_json::json!({}));
+    let spec = ReduceSpec {
+        method: ReduceMethod::Pca,
+        k: 29,
+        seed: 0,
+    };
+    let (xr, info) = reduce_model_side(&x, Some(&spec)).unwrap();
+    let info = info.unwrap();
+    assert_eq!((xr.size(), info.features_before), (vec![30, 29], 50));
+    assert!(
+        (info.variance_kept.unwrap() - 1.0).abs() < 1e-9,
+        "30 centered stimuli span 29 dimensions"
+    );
+    let (before, after) = (compute(&m, &x, &y).unwrap(), compute(&m, &xr, &y).unwrap());
+    assert!(
+        close(before, after),
+        "PCA onto the full span changed CKA: {before} vs {after}"
+    );
+    // Random projections are a pure function of the seed.
+    let rp = |seed| ReduceSpec {
+        method: ReduceMethod::RandomProjection,
+        k: 20,
+        seed,
+    };
+    let (r1, _) = reduce_model_side(&x, Some(&rp(5))).unwrap();
+    let (r2, _) = reduce_model_side(&x, Some(&rp(5))).unwrap();
+    let (r3, _) = reduce_model_side(&x, Some(&rp(6))).unwrap();
+    assert!(r1.equal(&r2) && !r1.equal(&r3));
+    // Narrow inputs are left alone.
+    let (same, none) = reduce_model_side(&y, Some(&spec)).unwrap();
+    assert!(none.is_none() && same.equal(&y));
+}

@@ -99,6 +99,7 @@ pub async fn run(
             over: Default::default(),
         }),
         permutation: None,
+        reduce: None,
         ceiling: Some(CeilingSpec {
             method: Default::default(),
             splits: 20,

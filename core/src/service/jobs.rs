@@ -27,6 +27,14 @@ pub fn stimulus_count(field: &str, meta: &ArrayMeta) -> Result<u64> {
     }
 }
 
+/// Features per stimulus: the last axis, or the third of a 4-D array.
+fn features(meta: &ArrayMeta) -> u64 {
+    match meta.shape.as_slice() {
+        [_, _, f, _] => *f,
+        s => *s.last().unwrap_or(&0),
+    }
+}
+
 impl Service {
     pub async fn submit_job(&self, caller: &Caller, job: NewJob) -> Result<(Job, bool)> {
         self.validate_spec(caller, &job.spec).await?;
@@ -58,6 +66,31 @@ impl Service {
                             a.id, b.id
                         )));
                     }
+                }
+                if let Some(r) = &c.reduce {
+                    if r.k == 0 {
+                        return Err(Error::invalid("reduce.k: must be at least 1"));
+                    }
+                }
+                let (pa, pb) = (features(&a), features(&b));
+                let need = crate::budget::estimate(
+                    &metrics,
+                    na,
+                    pa,
+                    pb,
+                    c.reduce.as_ref(),
+                    c.bootstrap.as_ref(),
+                );
+                if need > self.cfg.max_compute_bytes {
+                    return Err(Error::new(
+                        crate::ErrorCode::ResourceExhausted,
+                        format!(
+                            "compare: {na} stimuli × {pa} and {pb} features need an estimated {} for these metrics, over this \
+                             service's limit of {}; add \"reduce\": {{\"method\": \"pca\", \"k\": 512}} or use fewer stimuli",
+                            crate::budget::human(need),
+                            crate::budget::human(self.cfg.max_compute_bytes)
+                        ),
+                    ));
                 }
                 if c.ceiling
                     .as_ref()

@@ -28,6 +28,7 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             bootstrap_json,
             permutation_json,
             ceiling_json,
+            reduce_json,
         })) => Ok(JobSpec::Compare(CompareSpec {
             a: parse_id("compare.a", &a)?,
             b: parse_id("compare.b", &b)?,
@@ -43,6 +44,7 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             bootstrap: optional_json("compare.bootstrap_json", &bootstrap_json)?,
             permutation: optional_json("compare.permutation_json", &permutation_json)?,
             ceiling: optional_json("compare.ceiling_json", &ceiling_json)?,
+            reduce: optional_json("compare.reduce_json", &reduce_json)?,
         })),
         Some(Spec::Noop(v1::NoopSpec {
             duration_ms,

@@ -646,6 +646,71 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
+async fn comparisons_too_big_for_the_budget_are_refused_until_reduced(pool: PgPool) {
+    let s = common::start(&pool, |c| c.service.max_compute_bytes = 2 << 20).await;
+    let (_, key) = s.lab("lab-a").await;
+    let wide: Value = s
+        .upload(
+            &key,
+            "wide",
+            npy("<f8", &[40, 3000], &values(40 * 3000, 21)),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let narrow: Value = s
+        .upload(&key, "narrow", npy("<f8", &[40, 6], &values(40 * 6, 22)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let submit = |extra: Value| {
+        let mut spec = json!({"kind": "compare", "a": wide["id"], "b": narrow["id"], "metrics": ["linear_cka"]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s.client
+            .post(s.url("/v1/jobs"))
+            .bearer_auth(&key)
+            .json(&json!({"spec": spec}))
+            .send()
+    };
+    let r = submit(json!({})).await.unwrap();
+    expect_error(r, 429, "resource_exhausted", "reduce").await;
+    assert_eq!(s.count("jobs").await, 0);
+    let r = submit(json!({"reduce": {"method": "pca", "k": 16}}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut job = Value::Null;
+    for _ in 0..400 {
+        job = s
+            .client
+            .get(s.url(&format!("/v1/jobs/{id}")))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "succeeded" || job["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["result"]["reduction"]["k"], 16);
+    assert_eq!(job["result"]["reduction"]["features_before"], 3000);
+    s.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
 async fn discovery_endpoints(pool: PgPool) {
     let s = common::start(&pool, |_| {}).await;
     assert_eq!(

@@ -25,6 +25,8 @@ pub struct CompareOutput {
     pub device: String,
     pub precision: &'static str,
     pub engine_version: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reduction: Option<neuralign_engine::reduce::Reduction>,
     pub results: Vec<MetricResult>,
 }
 
@@ -55,17 +57,19 @@ impl JobKind for Compare {
         let metrics = parse_metrics(&spec.metrics)?;
         let c = ctx.clone();
         let s = spec.clone();
-        let (shape_a, shape_b, results) =
+        let (shape_a, shape_b, results, reduction) =
             tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
                 let (shape_a, ta) = load("a", &bytes_a, c.device)?;
                 drop(bytes_a);
                 let (shape_b, tb) = load("b", &bytes_b, c.device)?;
                 drop(bytes_b);
+                let (ta, reduction) = pipeline::reduce_model_side(&ta, s.reduce.as_ref())?;
                 let plan = ComparePlan {
                     metrics: &metrics,
                     bootstrap: s.bootstrap.as_ref(),
                     permutation: s.permutation.as_ref(),
                     ceiling: s.ceiling.as_ref(),
+                    reduce: s.reduce.as_ref(),
                 };
                 let mut last = Instant::now();
                 let results = pipeline::run(&ta, &tb, &plan, &mut |done, total| {
@@ -78,7 +82,7 @@ impl JobKind for Compare {
                     }
                     Ok(())
                 })?;
-                Ok((shape_a, shape_b, results))
+                Ok((shape_a, shape_b, results, reduction))
             })
             .await
             .map_err(|e| JobError::Retryable(format!("compute task failed: {e}")))??;
@@ -91,6 +95,7 @@ impl JobKind for Compare {
             device: format!("{:?}", ctx.device).to_lowercase(),
             precision: "float64",
             engine_version: env!("CARGO_PKG_VERSION"),
+            reduction,
             results,
         })
     }
