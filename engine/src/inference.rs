@@ -396,7 +396,7 @@ fn subject_ceiling(metric: &Metric, subjects: &Tensor, spec: &CeilingSpec) -> Re
     let pooled: Vec<Tensor> = rdms.iter().map(|r| pool_form(r, o.comparison)).collect();
     let all = Tensor::stack(&pooled, 0).mean_dim(0, false, Kind::Double);
     let (mut lower, mut upper) = (0.0, 0.0);
-    for i in 0..s as usize {
+    for (i, subject) in rdms.iter().enumerate() {
         let others: Vec<&Tensor> = pooled
             .iter()
             .enumerate()
@@ -404,8 +404,8 @@ fn subject_ceiling(metric: &Metric, subjects: &Tensor, spec: &CeilingSpec) -> Re
             .map(|(_, t)| t)
             .collect();
         let rest = Tensor::stack(&others, 0).mean_dim(0, false, Kind::Double);
-        lower += compare_rdms(&rest, &rdms[i], o.comparison)?;
-        upper += compare_rdms(&all, &rdms[i], o.comparison)?;
+        lower += compare_rdms(&rest, subject, o.comparison)?;
+        upper += compare_rdms(&all, subject, o.comparison)?;
     }
     Ok(Ceiling {
         ceiling: upper / s as f64,

@@ -52,3 +52,17 @@ pub fn parse_device(s: &str) -> Result<tch::Device> {
     }
     Ok(device)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn devices_are_chosen_and_absent_cuda_fails_fast() {
+        assert_eq!(super::parse_device("cpu").unwrap(), tch::Device::Cpu);
+        let err = super::parse_device("cuda:7").unwrap_err().to_string();
+        assert!(err.contains("cuda:7 was requested"), "{err}");
+        assert!(super::parse_device("tpu")
+            .unwrap_err()
+            .to_string()
+            .contains("\"tpu\""));
+    }
+}

@@ -50,7 +50,7 @@ fn fit(x: &Tensor, y: &Tensor, n_components: usize) -> Result<PlsFit> {
         w = &w / w.norm();
         // scikit-learn's sign convention: the largest |weight| is positive.
         let sign = w.get(w.abs().argmax(0, false).int64_value(&[])).sign();
-        w = w * sign;
+        w *= sign;
         let t = xk.matmul(&w);
         let tt = t.dot(&t);
         let p = xk.transpose(0, 1).matmul(&t) / &tt;

@@ -89,5 +89,5 @@ pub fn fit(x: &Tensor, spec: &ReduceSpec) -> Result<Option<(Tensor, Reduction)>>
 /// Applies a fitted projection to stimuli × p, or to any tensor whose
 /// feature axis is `axis`.
 pub fn apply(t: &Tensor, w: &Tensor, axis: i64) -> Tensor {
-    t.movedim(&[axis], &[-1]).matmul(w).movedim(&[-1], &[axis])
+    t.movedim([axis], [-1]).matmul(w).movedim([-1], [axis])
 }
