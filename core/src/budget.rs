@@ -30,6 +30,7 @@ pub fn metric_bytes(m: &Metric, n: u64, p: u64, q: u64) -> u64 {
             n * (p + q) * F64 + kernel + o.alphas.len() as u64 * k * q * F64 * 2
         }
         Metric::Pls(_) => 3 * n * p * F64 + p * q * F64 + q * q * F64,
+        Metric::OneToOne(_) => 2 * n * (p + q) * F64 + p * q * F64,
         Metric::Procrustes(_) => 3 * n * p.max(q) * F64 + 3 * p.max(q) * p.max(q) * F64,
     }
 }

@@ -226,6 +226,23 @@ impl ProcrustesOptions {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneToOneOptions {
+    #[serde(default = "OneToOneOptions::default_folds")]
+    pub folds: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub splits: Option<Vec<ExplicitSplit>>,
+}
+
+impl OneToOneOptions {
+    fn default_folds() -> usize {
+        5
+    }
+}
+
 /// A metric with its options, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -239,6 +256,7 @@ pub enum Metric {
     Ridge(RidgeOptions),
     Pls(PlsOptions),
     Procrustes(ProcrustesOptions),
+    OneToOne(OneToOneOptions),
 }
 
 /// A metric as a request names it: an id alone, or an id with options.
@@ -289,6 +307,7 @@ impl Metric {
             "ridge" => Metric::Ridge(options(field, opts)?),
             "pls" => Metric::Pls(options(field, opts)?),
             "procrustes" => Metric::Procrustes(options(field, opts)?),
+            "one_to_one" => Metric::OneToOne(options(field, opts)?),
             other => {
                 let names: Vec<&str> = metrics().iter().map(|m| m.id).collect();
                 return Err(Error::invalid(format!(
@@ -368,6 +387,7 @@ impl Metric {
             Metric::Ridge(_) => "ridge",
             Metric::Pls(_) => "pls",
             Metric::Procrustes(_) => "procrustes",
+            Metric::OneToOne(_) => "one_to_one",
         }
     }
 
@@ -383,6 +403,7 @@ impl Metric {
             Metric::Ridge(o) => serde_json::to_value(o),
             Metric::Pls(o) => serde_json::to_value(o),
             Metric::Procrustes(o) => serde_json::to_value(o),
+            Metric::OneToOne(o) => serde_json::to_value(o),
         };
         v.unwrap_or(Value::Null)
     }
@@ -396,6 +417,7 @@ impl Metric {
             Metric::Ridge(o) => 2 * o.folds.max(o.inner_folds) as u64,
             Metric::Pls(o) => (2 * o.folds).max(o.n_components + 2) as u64,
             Metric::Procrustes(o) => (2 * o.folds).max(3) as u64,
+            Metric::OneToOne(o) => (2 * o.folds).max(4) as u64,
             _ => 3,
         }
     }
@@ -591,6 +613,20 @@ pub fn metrics() -> Vec<MetricInfo> {
             ],
             invariances: vec![PERMUTE, "orthogonal transform", "translation", "invertible linear transform (alpha = 0)"],
             min_stimuli: 3,
+        },
+        MetricInfo {
+            id: "one_to_one",
+            direction: "similarity",
+            description: "one-to-one mapping (Brain-Score's OneToOne): each neuron matched to the model unit with the \
+                highest training-set correlation, mapped by the training least-squares line, scored on held-out stimuli \
+                (Pearson r per neuron, median over neurons, mean and SEM over splits)",
+            options: vec![
+                opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
+                opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
+                opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits"),
+            ],
+            invariances: vec![PERMUTE, "per-unit affine transform of a"],
+            min_stimuli: 10,
         },
     ]
 }

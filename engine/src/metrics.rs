@@ -7,7 +7,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::{cca, cka, kendall, knn, pls, rank, rdm, ridge, shape};
+use crate::{cca, cka, kendall, knn, one_to_one, pls, rank, rdm, ridge, shape};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MetricValue {
@@ -109,6 +109,11 @@ pub fn compute_detailed(
         Metric::Svcca(o) => cca::svcca(a, b, o.variance_kept)?,
         Metric::Pwcca(_) => cca::pwcca(a, b)?,
         Metric::MutualKnn(o) => knn::mutual_knn(a, b, o.k, o.clip_quantile),
+        Metric::OneToOne(o) => {
+            let r = one_to_one::one_to_one(a, b, o)?;
+            details = Some(serde_json::to_value(&r).unwrap_or_default());
+            r.value
+        }
         Metric::Procrustes(o) => {
             let r = shape::procrustes(a, b, o)?;
             details = Some(serde_json::to_value(&r).unwrap_or_default());
