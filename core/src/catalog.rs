@@ -22,6 +22,32 @@ pub enum RdmMethod {
     Cosine,
     /// Symmetric Poisson KL divergence per channel (rsatoolbox "poisson", prior λ=1, weight 0.1).
     Poisson,
+    /// Squared Mahalanobis distance between repetition-averaged patterns with
+    /// the noise precision estimated from the residuals, divided by channels
+    /// (rsatoolbox "mahalanobis"). Needs repetitions.
+    Mahalanobis,
+    /// Cross-validated Mahalanobis: each repetition against the mean of the
+    /// others, averaged over repetitions (rsatoolbox "crossnobis" with the
+    /// repetition as cv_descriptor); unbiased, so it can be negative. Needs repetitions.
+    Crossnobis,
+}
+
+impl RdmMethod {
+    pub fn needs_repetitions(self) -> bool {
+        matches!(self, RdmMethod::Mahalanobis | RdmMethod::Crossnobis)
+    }
+}
+
+/// The noise model of the Mahalanobis-type RDMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseModel {
+    /// Identity precision (Mahalanobis becomes rsatoolbox's squared Euclidean).
+    Identity,
+    /// Precision from the residuals around each stimulus's mean, covariance
+    /// shrunk towards a scaled identity (rsatoolbox `prec_from_residuals`,
+    /// method "shrinkage_eye", dof = observations − stimuli).
+    ShrinkageEye,
 }
 
 /// How two RDM vectors are compared.
@@ -44,11 +70,20 @@ pub enum RdmComparison {
 pub struct RsaOptions {
     #[serde(default = "RsaOptions::default_rdm")]
     pub rdm: RdmMethod,
+    /// The RDM of a when it should differ from b's (a model without
+    /// repetitions compared with a crossnobis brain RDM, say).
+    #[serde(default)]
+    pub rdm_a: Option<RdmMethod>,
+    #[serde(default = "RsaOptions::default_noise")]
+    pub noise: NoiseModel,
     #[serde(default = "RsaOptions::default_comparison")]
     pub comparison: RdmComparison,
 }
 
 impl RsaOptions {
+    fn default_noise() -> NoiseModel {
+        NoiseModel::ShrinkageEye
+    }
     fn default_rdm() -> RdmMethod {
         RdmMethod::Correlation
     }
@@ -495,9 +530,13 @@ pub fn metrics() -> Vec<MetricInfo> {
             description: "representational similarity analysis: an RDM per representation (strict upper triangle, \
                 row-major as scipy squareform), compared; NaN entries are dropped pairwise",
             options: vec![
-                opt("rdm", "euclidean | sq_euclidean | correlation | cosine | poisson", json!("correlation"),
+                opt("rdm", "euclidean | sq_euclidean | correlation | cosine | poisson | mahalanobis | crossnobis", json!("correlation"),
                     "sq_euclidean is rsatoolbox's 'euclidean' (squared, divided by the number of channels); \
-                     poisson is rsatoolbox's symmetric KL with prior lambda 1, weight 0.1"),
+                     poisson is rsatoolbox's symmetric KL with prior lambda 1, weight 0.1; mahalanobis and crossnobis \
+                     need repetitions (reps x stimuli x channels) and use the noise model"),
+                opt("rdm_a", "an rdm method or null", json!(null), "a's RDM when it should differ from b's"),
+                opt("noise", "identity | shrinkage_eye", json!("shrinkage_eye"),
+                    "noise precision of mahalanobis/crossnobis: from residuals, shrunk towards a scaled identity"),
                 opt("comparison", "cosine | pearson | spearman | rho_a | tau_a | tau_b", json!("spearman"),
                     "rho_a and tau_a as rsatoolbox; tau_b as scipy.stats.kendalltau; ranks average ties"),
             ],

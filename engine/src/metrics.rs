@@ -99,7 +99,7 @@ pub fn compute_detailed(
     let mut details = None;
     let value = match metric {
         Metric::Rsa(o) => {
-            let ra = rdm::rdm(a, o.rdm).map_err(|e| name_input(e, "a"))?;
+            let ra = rdm::rdm(a, o.rdm_a.unwrap_or(o.rdm)).map_err(|e| name_input(e, "a"))?;
             let rb = rdm::rdm(b, o.rdm).map_err(|e| name_input(e, "b"))?;
             compare_rdms(&ra, &rb, o.comparison)?
         }

@@ -10,7 +10,8 @@ use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::inference::{self, Ceiling, Interval, PermutationTest};
-use crate::metrics::compute_detailed;
+use crate::metrics::{compare_rdms, compute_detailed};
+use crate::rdm;
 use crate::{cka, reduce};
 
 pub struct ComparePlan<'a> {
@@ -135,6 +136,20 @@ pub fn run(
                         .value(o.debiased),
                     None,
                 ),
+                // Mahalanobis-type RDMs need the repetitions, not their mean.
+                Metric::Rsa(o)
+                    if o.rdm.needs_repetitions()
+                        || o.rdm_a.is_some_and(|r| r.needs_repetitions()) =>
+                {
+                    let ra = rdm::rdm_with_reps(&a_bin, o.rdm_a.unwrap_or(o.rdm), o.noise)
+                        .map_err(|e| name(EngineError::Invalid(format!("a: {e}")), i, m))?;
+                    let rb = rdm::rdm_with_reps(&b_bin, o.rdm, o.noise)
+                        .map_err(|e| name(EngineError::Invalid(format!("b: {e}")), i, m))?;
+                    (
+                        compare_rdms(&ra, &rb, o.comparison).map_err(|e| name(e, i, m))?,
+                        None,
+                    )
+                }
                 _ => compute_detailed(m, &x, &y).map_err(|e| name(e, i, m))?,
             };
             let bootstrap = plan

@@ -397,3 +397,71 @@ fn weighted_bootstrap_equals_explicit_resampling() {
         }
     }
 }
+
+#[test]
+fn mahalanobis_and_crossnobis_rdms_match_rsatoolbox() {
+    use neuralign_core::catalog::{NoiseModel, RdmMethod};
+    let doc = fixtures();
+    let case = &doc["rdm_reps"];
+    let reps = tensor(case).to_device(device());
+    for e in case["expected"].as_array().unwrap() {
+        let method: RdmMethod = serde_json::from_value(e["method"].clone()).unwrap();
+        let noise: NoiseModel = serde_json::from_value(e["noise"].clone()).unwrap();
+        let got = Vec::<f64>::try_from(
+            &neuralign_engine::rdm::rdm_with_reps(&reps, method, noise)
+                .unwrap()
+                .to_device(Device::Cpu),
+        )
+        .unwrap();
+        let want: Vec<f64> = e["rdm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len());
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() < TOLERANCE * w.abs().max(1.0),
+                "{method:?}/{noise:?} entry {k}: {g} vs rsatoolbox {w}"
+            );
+        }
+    }
+    // Without repetitions the methods say what they need.
+    let flat = reps.mean_dim(0, false, Kind::Double);
+    let err = neuralign_engine::rdm::rdm_with_reps(
+        &flat,
+        RdmMethod::Crossnobis,
+        NoiseModel::ShrinkageEye,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("repetitions"), "{err}");
+}
+
+#[test]
+fn compare_pipeline_uses_repetitions_for_crossnobis() {
+    use neuralign_core::catalog::{NoiseModel, RdmMethod};
+    use neuralign_engine::pipeline::{run, ComparePlan};
+    let doc = fixtures();
+    let reps = tensor(&doc["rdm_reps"]).to_device(device());
+    let model = reps.mean_dim(0, false, Kind::Double).narrow(1, 0, 6);
+    let m = metric_of(
+        &serde_json::json!({"id": "rsa", "options": {"rdm": "crossnobis", "rdm_a": "sq_euclidean", "comparison": "pearson"}}),
+    );
+    let plan = ComparePlan {
+        metrics: std::slice::from_ref(&m),
+        bootstrap: None,
+        permutation: None,
+        ceiling: None,
+        reduce: None,
+    };
+    let got = run(&model, &reps, &plan, &mut |_, _| Ok(())).unwrap()[0].value;
+    let ra = neuralign_engine::rdm::rdm(&model, RdmMethod::SqEuclidean).unwrap();
+    let rb = neuralign_engine::rdm::rdm_with_reps(
+        &reps,
+        RdmMethod::Crossnobis,
+        NoiseModel::ShrinkageEye,
+    )
+    .unwrap();
+    assert!((got - compare_rdms(&ra, &rb, RdmComparison::Pearson).unwrap()).abs() < 1e-12);
+}
