@@ -63,6 +63,12 @@ pub enum RdmComparison {
     TauA,
     /// Kendall's τ_B (scipy `kendalltau`), tie-corrected.
     TauB,
+    /// Pearson after whitening by the RDM entries' covariance under iid noise
+    /// (rsatoolbox "corr_cov", sigma_k = identity). No NaN entries.
+    CorrCov,
+    /// Cosine after the same whitening, an unbiased distance correlation
+    /// (rsatoolbox "cosine_cov"). No NaN entries.
+    CosineCov,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -537,8 +543,9 @@ pub fn metrics() -> Vec<MetricInfo> {
                 opt("rdm_a", "an rdm method or null", json!(null), "a's RDM when it should differ from b's"),
                 opt("noise", "identity | shrinkage_eye", json!("shrinkage_eye"),
                     "noise precision of mahalanobis/crossnobis: from residuals, shrunk towards a scaled identity"),
-                opt("comparison", "cosine | pearson | spearman | rho_a | tau_a | tau_b", json!("spearman"),
-                    "rho_a and tau_a as rsatoolbox; tau_b as scipy.stats.kendalltau; ranks average ties"),
+                opt("comparison", "cosine | pearson | spearman | rho_a | tau_a | tau_b | corr_cov | cosine_cov", json!("spearman"),
+                    "rho_a and tau_a as rsatoolbox; tau_b as scipy.stats.kendalltau; ranks average ties; corr_cov and \
+                     cosine_cov whiten by the RDM entries' covariance under iid noise (rsatoolbox, sigma_k identity)"),
             ],
             invariances: vec![PERMUTE, "orthogonal transform (euclidean, sq_euclidean)", "per-stimulus affine scaling (correlation)"],
             min_stimuli: 3,

@@ -270,8 +270,19 @@ pub fn bootstrap(
     let n = a.size()[0];
     let d = draws(n as usize, spec, a.device());
     let values = match metric {
+        Metric::Rsa(o)
+            if matches!(
+                o.comparison,
+                RdmComparison::CorrCov | RdmComparison::CosineCov
+            ) =>
+        {
+            return Err(EngineError::invalid(
+                "bootstrap over stimuli is not available for corr_cov and cosine_cov (a resample's RDM has undefined \
+                 self-pairs); use \"over\": \"neurons\"",
+            ));
+        }
         Metric::Rsa(o) => {
-            let (ra, rb) = (rdm::rdm(a, o.rdm)?, rdm::rdm(b, o.rdm)?);
+            let (ra, rb) = (rdm::rdm(a, o.rdm_a.unwrap_or(o.rdm))?, rdm::rdm(b, o.rdm)?);
             rsa_bootstrap_values(&ra, &rb, n, o.comparison, &d)?
         }
         _ => {
@@ -312,7 +323,11 @@ pub fn permutation_test(
     let n = a.size()[0];
     let mut rng = SplitMix64(spec.seed);
     let rsa = match metric {
-        Metric::Rsa(o) => Some((rdm::rdm(a, o.rdm)?, rdm::rdm(b, o.rdm)?, o.comparison)),
+        Metric::Rsa(o) => Some((
+            rdm::rdm(a, o.rdm_a.unwrap_or(o.rdm))?,
+            rdm::rdm(b, o.rdm)?,
+            o.comparison,
+        )),
         _ => None,
     };
     let dev = a.device();
@@ -372,7 +387,10 @@ fn pool_form(v: &Tensor, how: RdmComparison) -> Tensor {
             // numpy's nanstd: population standard deviation.
             &c / c.square().mean(Kind::Double).sqrt()
         }
-        RdmComparison::Cosine => v / v.square().mean(Kind::Double).sqrt(),
+        // subject_ceiling refuses the whitened comparisons before pooling.
+        RdmComparison::Cosine | RdmComparison::CorrCov | RdmComparison::CosineCov => {
+            v / v.square().mean(Kind::Double).sqrt()
+        }
     }
 }
 
@@ -383,6 +401,14 @@ fn subject_ceiling(metric: &Metric, subjects: &Tensor, spec: &CeilingSpec) -> Re
             "ceiling.method subjects applies to rsa only",
         ));
     };
+    if matches!(
+        o.comparison,
+        RdmComparison::CorrCov | RdmComparison::CosineCov
+    ) {
+        return Err(EngineError::invalid(
+            "ceiling.method subjects is not available for corr_cov and cosine_cov",
+        ));
+    }
     let s = subjects.size()[0];
     if subjects.dim() != 3 || s < 2 {
         return Err(EngineError::invalid(format!(

@@ -39,6 +39,7 @@ pub fn prepare(field: &str, shape: &[u64], values: &[f64], device: Device) -> Re
 /// Compares two RDM vectors, dropping entries that are NaN in either.
 pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
     let keep = a.isfinite().logical_and(&b.isfinite());
+    let (whole_a, whole_b) = (a, b);
     let (a, b) = (a.masked_select(&keep), b.masked_select(&keep));
     if a.size()[0] < 2 {
         return Err(EngineError::invalid(
@@ -46,6 +47,8 @@ pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
         ));
     }
     Ok(match how {
+        RdmComparison::CorrCov => whitened_compare(whole_a, whole_b, true)?,
+        RdmComparison::CosineCov => whitened_compare(whole_a, whole_b, false)?,
         RdmComparison::Cosine => rank::cosine(&a, &b),
         RdmComparison::Pearson => rank::pearson(&a, &b),
         RdmComparison::Spearman => rank::spearman(&a, &b),
@@ -60,6 +63,40 @@ pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
             }
         }
     })
+}
+
+/// The whitened comparisons reduce to a Frobenius cosine of double-centered
+/// second-moment matrices: with W = −½·D (D the full RDM, zero diagonal),
+/// G = H W H, rsatoolbox's weighted vector holds √2·G_ij for i < j and G_kk,
+/// so its inner products are ⟨G, G'⟩_F. `centered` subtracts each vector's
+/// mean first (corr_cov).
+fn whitened_compare(a: &Tensor, b: &Tensor, centered: bool) -> Result<f64> {
+    if a.isnan().any().int64_value(&[]) != 0 || b.isnan().any().int64_value(&[]) != 0 {
+        return Err(EngineError::invalid(
+            "corr_cov and cosine_cov need RDMs without NaN entries",
+        ));
+    }
+    let m = a.size()[0];
+    let n = ((1.0 + (1.0 + 8.0 * m as f64).sqrt()) / 2.0).round() as i64;
+    let second_moment = |v: &Tensor| {
+        let v = if centered {
+            v - v.mean(Kind::Double)
+        } else {
+            v.shallow_clone()
+        };
+        let idx = Tensor::triu_indices(n, n, 1, (Kind::Int64, v.device()));
+        let flat = idx.get(0) * n + idx.get(1);
+        let upper = Tensor::zeros([n * n], (Kind::Double, v.device()))
+            .index_put(&[Some(flat)], &(v * -0.5), false)
+            .reshape([n, n]);
+        let w = &upper + upper.transpose(0, 1);
+        let row = w.mean_dim(1, true, Kind::Double);
+        &w - &row - row.transpose(0, 1) + w.mean(Kind::Double)
+    };
+    let (ga, gb) = (second_moment(a), second_moment(b));
+    Ok(((&ga * &gb).sum(Kind::Double)
+        / (ga.square().sum(Kind::Double) * gb.square().sum(Kind::Double)).sqrt())
+    .double_value(&[]))
 }
 
 fn name_input(e: EngineError, field: &str) -> EngineError {
