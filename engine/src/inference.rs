@@ -191,6 +191,36 @@ pub fn rsa_bootstrap_values(
     draws: &Tensor,
 ) -> Result<Vec<f64>> {
     let dev = ra.device();
+    let weighted_form = matches!(
+        how,
+        RdmComparison::Cosine
+            | RdmComparison::Pearson
+            | RdmComparison::Spearman
+            | RdmComparison::RhoA
+    );
+    if dev == Device::Cpu && weighted_form {
+        let (va, vb) = (
+            Vec::<f64>::try_from(&ra.contiguous())?,
+            Vec::<f64>::try_from(&rb.contiguous())?,
+        );
+        let d = Vec::<i64>::try_from(&draws.contiguous().reshape([-1]))?;
+        return Ok(crate::bootstrap_cpu::rsa_bootstrap(
+            &va, &vb, n as usize, how, &d,
+        ));
+    }
+    rsa_bootstrap_values_tensor(ra, rb, n, how, draws)
+}
+
+/// The tensor formulation of `rsa_bootstrap_values`, used on CUDA devices
+/// (and for Kendall's τ everywhere).
+pub fn rsa_bootstrap_values_tensor(
+    ra: &Tensor,
+    rb: &Tensor,
+    n: i64,
+    how: RdmComparison,
+    draws: &Tensor,
+) -> Result<Vec<f64>> {
+    let dev = ra.device();
     let idx = Tensor::triu_indices(n, n, 1, (Kind::Int64, dev));
     let (iu, iv) = (idx.get(0), idx.get(1));
     let finite = ra

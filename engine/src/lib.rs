@@ -4,6 +4,7 @@
 //! nothing of the database or the network: it takes tensors and returns
 //! numbers, so it is tested on its own.
 
+pub mod bootstrap_cpu;
 pub mod cca;
 pub mod cka;
 pub mod error;

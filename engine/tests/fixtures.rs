@@ -374,6 +374,13 @@ fn weighted_bootstrap_equals_explicit_resampling() {
         RdmComparison::TauB,
     ] {
         let fast = inference::rsa_bootstrap_values(&ra, &rb, n, how, &draws).unwrap();
+        let tensor_path = inference::rsa_bootstrap_values_tensor(&ra, &rb, n, how, &draws).unwrap();
+        for (f, t) in fast.iter().zip(&tensor_path) {
+            assert!(
+                (f - t).abs() < 1e-9,
+                "{how:?}: CPU kernel {f} vs tensor path {t}"
+            );
+        }
         for (s, fast) in fast.iter().enumerate() {
             let d = &draws_flat[s * n as usize..(s + 1) * n as usize];
             let (mut xa, mut xb) = (Vec::new(), Vec::new());
