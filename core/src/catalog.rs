@@ -416,6 +416,62 @@ impl Metric {
         }
     }
 
+    /// Checks what depends on the data: explicit splits against the stimulus
+    /// count, folds that would leave a fold empty, repetitions for the
+    /// Mahalanobis-type RDMs.
+    pub fn check_against(&self, field: &str, n: u64, reps_a: u64, reps_b: u64) -> Result<()> {
+        let (folds, splits) = match self {
+            Metric::Ridge(o) => (o.folds, o.splits.as_deref()),
+            Metric::Pls(o) => (o.folds, o.splits.as_deref()),
+            Metric::OneToOne(o) => (o.folds, o.splits.as_deref()),
+            Metric::Procrustes(o) => (o.folds, o.splits.as_deref()),
+            Metric::Rsa(o) => {
+                if o.rdm.needs_repetitions() && reps_b < 2 {
+                    return Err(Error::invalid(format!(
+                        "{field}.options.rdm: {:?} needs b with repetitions (reps >= 2 × stimuli × channels); b has {reps_b}",
+                        o.rdm
+                    )));
+                }
+                if o.rdm_a.unwrap_or(o.rdm).needs_repetitions() && reps_a < 2 {
+                    return Err(Error::invalid(format!(
+                        "{field}.options.rdm_a: a has no repetitions for {:?}; set rdm_a to a method without them \
+                         (e.g. \"sq_euclidean\")",
+                        o.rdm_a.unwrap_or(o.rdm)
+                    )));
+                }
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        match splits {
+            Some(splits) => {
+                for (k, s) in splits.iter().enumerate() {
+                    let at = format!("{field}.options.splits[{k}]");
+                    if s.train.is_empty() || s.test.is_empty() {
+                        return Err(Error::invalid(format!(
+                            "{at}: train and test must both be non-empty"
+                        )));
+                    }
+                    if let Some(bad) = s.train.iter().chain(&s.test).find(|&&j| j >= n) {
+                        return Err(Error::invalid(format!(
+                            "{at}: index {bad} is out of range for {n} stimuli"
+                        )));
+                    }
+                    if let Some(both) = s.train.iter().find(|j| s.test.contains(j)) {
+                        return Err(Error::invalid(format!(
+                            "{at}: stimulus {both} is in both train and test"
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            None if folds as u64 > n => Err(Error::invalid(format!(
+                "{field}.options.folds: {folds} folds would leave folds empty with {n} stimuli"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn id(&self) -> &'static str {
         match self {
             Metric::Rsa(_) => "rsa",

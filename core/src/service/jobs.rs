@@ -27,6 +27,15 @@ pub fn stimulus_count(field: &str, meta: &ArrayMeta) -> Result<u64> {
     }
 }
 
+/// Repetitions (the first axis of a 3-D or 4-D array); 1 for 2-D.
+fn reps(meta: &ArrayMeta) -> u64 {
+    if meta.shape.len() >= 3 {
+        meta.shape[0]
+    } else {
+        1
+    }
+}
+
 /// Features per stimulus: the last axis, or the third of a 4-D array.
 fn features(meta: &ArrayMeta) -> u64 {
     match meta.shape.as_slice() {
@@ -132,6 +141,7 @@ impl Service {
                             m.min_stimuli()
                         )));
                     }
+                    m.check_against(&format!("metrics[{i}]"), na, reps(&a), reps(&b))?;
                 }
                 Ok(())
             }

@@ -549,6 +549,80 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing(pool: PgPool) {
         .unwrap();
     expect_error(r, 400, "invalid_argument", "content-type").await;
 
+    // Metric options checked against the data at submit.
+    let metric_error = |metrics: Value| {
+        submit(json!({"spec": {"kind": "compare", "a": a, "b": b, "metrics": metrics}}).to_string())
+    };
+    expect_error(
+        metric_error(json!([{"id": "rsa", "options": {"rdm": "banana"}}]))
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+        "metrics[0].options.rdm",
+    )
+    .await;
+    expect_error(
+        metric_error(json!([{"id": "rsa", "options": {"colour": 1}}]))
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+        "colour",
+    )
+    .await;
+    expect_error(
+        metric_error(json!(["linear_cka", {"id": "ridge", "options": {"splits": [{"train": [0, 1, 2], "test": []}]}}])).await.unwrap(),
+        400, "invalid_argument", "metrics[1].options.splits[0]: train and test must both be non-empty",
+    )
+    .await;
+    expect_error(
+        metric_error(
+            json!([{"id": "ridge", "options": {"splits": [{"train": [0, 1], "test": [99]}]}}]),
+        )
+        .await
+        .unwrap(),
+        400,
+        "invalid_argument",
+        "index 99 is out of range",
+    )
+    .await;
+    expect_error(
+        metric_error(json!([{"id": "pls", "options": {"folds": 40}}]))
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+        "folds",
+    )
+    .await;
+    expect_error(
+        metric_error(json!([{"id": "rsa", "options": {"rdm": "crossnobis"}}]))
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+        "rdm_a",
+    )
+    .await;
+    let three: Value = s
+        .upload(&key, "three", npy("<f8", &[3, 4], &values(12, 8)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let three_b: Value = s
+        .upload(&key, "three_b", npy("<f8", &[3, 5], &values(15, 9)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    expect_error(
+        submit(json!({"spec": {"kind": "compare", "a": three["id"], "b": three_b["id"], "metrics": [{"id": "linear_cka", "options": {"debiased": true}}]}}).to_string()).await.unwrap(),
+        400, "invalid_argument", "needs at least 4 stimuli",
+    )
+    .await;
+
     // Reads.
     let r = s
         .client
@@ -631,11 +705,11 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         s.count("arrays").await,
-        arrays + 2,
-        "only the two valid arrays were added"
+        arrays + 4,
+        "only the four valid arrays were added"
     );
-    assert_eq!(s.count("blobs").await, blobs + 2);
-    assert_eq!(s.count("blob_chunks").await, chunks + 2);
+    assert_eq!(s.count("blobs").await, blobs + 4);
+    assert_eq!(s.count("blob_chunks").await, chunks + 4);
     assert_eq!(s.count("blobs WHERE state = 'writing'").await, 0);
     assert_eq!(
         s.count("jobs").await,
