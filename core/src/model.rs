@@ -95,12 +95,33 @@ pub struct CompareSpec {
     /// Permutation p-values (stimulus labels of b shuffled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permutation: Option<crate::inference::PermutationSpec>,
+    /// `float64` (default; what the reference checks use) or `float32`
+    /// (large products in single precision, reductions still in float64).
+    #[serde(default)]
+    pub precision: Precision,
     /// Reduce features to k dimensions first (PCA or random projection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reduce: Option<crate::inference::ReduceSpec>,
     /// Split-half noise ceiling of b (needs repetitions: b shaped reps × stimuli × neurons).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<crate::inference::CeilingSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Float64,
+    Float32,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Float64 => "float64",
+            Precision::Float32 => "float32",
+        }
+    }
 }
 
 impl CompareSpec {

@@ -57,8 +57,14 @@ impl LinearStats {
     pub fn new(x: &Tensor, y: &Tensor) -> Self {
         // Products in the inputs' precision (float32 mode stays float32 on
         // the matrix units); every reduction accumulates in float64.
-        let xc = x - x.mean_dim(0, true, x.kind());
-        let yc = y - y.mean_dim(0, true, y.kind());
+        let kind = if x.kind() == y.kind() {
+            x.kind()
+        } else {
+            Kind::Double
+        };
+        let (x, y) = (&x.to_kind(kind), &y.to_kind(kind));
+        let xc = x - x.mean_dim(0, true, kind);
+        let yc = y - y.mean_dim(0, true, kind);
         let rx = xc.square().sum_dim_intlist(1, false, Kind::Double);
         let ry = yc.square().sum_dim_intlist(1, false, Kind::Double);
         LinearStats {

@@ -65,7 +65,7 @@ fn at_bin(t: &Tensor, bin: i64) -> Tensor {
 /// Stimuli × features: the mean over repetitions when there are any.
 fn mean_over_reps(t: &Tensor) -> Tensor {
     if t.dim() == 3 {
-        t.mean_dim(0, false, Kind::Double)
+        t.mean_dim(0, false, t.kind())
     } else {
         t.shallow_clone()
     }

@@ -9,6 +9,8 @@ use crate::error::{EngineError, Result};
 
 /// The RDM of `x` (stimuli × channels) as its upper-triangle vector.
 pub fn rdm(x: &Tensor, method: RdmMethod) -> Result<Tensor> {
+    // RDMs are ranked and compared entry by entry: always float64.
+    let x = &x.to_kind(Kind::Double);
     let n = x.size()[0];
     let channels = x.size()[1] as f64;
     let full = match method {
@@ -102,6 +104,7 @@ pub fn noise_precision(reps: &Tensor, noise: NoiseModel) -> Result<Tensor> {
 /// when it has them: Mahalanobis-type methods use them, the others use the
 /// repetition mean.
 pub fn rdm_with_reps(x: &Tensor, method: RdmMethod, noise: NoiseModel) -> Result<Tensor> {
+    let x = &x.to_kind(Kind::Double);
     if !method.needs_repetitions() {
         let mean = if x.dim() == 3 {
             x.mean_dim(0, false, Kind::Double)

@@ -472,3 +472,37 @@ fn compare_pipeline_uses_repetitions_for_crossnobis() {
     .unwrap();
     assert!((got - compare_rdms(&ra, &rb, RdmComparison::Pearson).unwrap()).abs() < 1e-12);
 }
+
+#[test]
+fn every_metric_runs_in_float32_close_to_float64() {
+    // float32 inputs put the large products on the fast path; reductions
+    // still accumulate in float64, so values stay within float32 rounding.
+    let doc = fixtures();
+    let mut worst: (f64, String) = (0.0, String::new());
+    for case in doc["cases"].as_array().unwrap() {
+        let (a, b) = (
+            tensor(&case["a"]).to_device(device()),
+            tensor(&case["b"]).to_device(device()),
+        );
+        let (a32, b32) = (a.to_kind(Kind::Float), b.to_kind(Kind::Float));
+        for m in case["metrics"].as_array().unwrap() {
+            let metric = metric_of(m);
+            let full = neuralign_engine::compute(&metric, &a, &b).unwrap();
+            let single = neuralign_engine::compute(&metric, &a32, &b32)
+                .unwrap_or_else(|e| panic!("{} {} in float32: {e}", case["name"], m["id"]));
+            let diff = (full - single).abs();
+            if diff > worst.0 {
+                worst = (
+                    diff,
+                    format!("{} {} {}", case["name"], m["id"], m["options"]),
+                );
+            }
+        }
+    }
+    assert!(
+        worst.0 < 5e-3,
+        "largest float32 deviation {} at {}",
+        worst.0,
+        worst.1
+    );
+}

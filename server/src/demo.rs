@@ -100,6 +100,7 @@ pub async fn run(
         }),
         permutation: None,
         reduce: None,
+        precision: Default::default(),
         ceiling: Some(CeilingSpec {
             method: Default::default(),
             splits: 20,

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use neuralign_core::catalog::MetricRequest;
 use neuralign_core::model::{
-    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec,
+    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision,
 };
 use neuralign_core::Error;
 use neuralign_proto::v1;
@@ -29,6 +29,7 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             permutation_json,
             ceiling_json,
             reduce_json,
+            precision,
         })) => Ok(JobSpec::Compare(CompareSpec {
             a: parse_id("compare.a", &a)?,
             b: parse_id("compare.b", &b)?,
@@ -45,6 +46,15 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             permutation: optional_json("compare.permutation_json", &permutation_json)?,
             ceiling: optional_json("compare.ceiling_json", &ceiling_json)?,
             reduce: optional_json("compare.reduce_json", &reduce_json)?,
+            precision: match precision.as_str() {
+                "" | "float64" => Precision::Float64,
+                "float32" => Precision::Float32,
+                other => {
+                    return Err(Error::invalid(format!(
+                        "compare.precision: {other:?} is not float64 or float32"
+                    )))
+                }
+            },
         })),
         Some(Spec::Noop(v1::NoopSpec {
             duration_ms,

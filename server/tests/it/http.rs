@@ -142,6 +142,33 @@ async fn compare_over_http_matches_the_float64_reference(pool: PgPool) {
         (job["state"].as_str(), job["progress"].as_f64()),
         (Some("succeeded"), Some(1.0))
     );
+    // float32 mode: the same numbers to single-precision rounding, and declared.
+    let r = s
+        .client
+        .post(s.url("/v1/jobs"))
+        .bearer_auth(&key)
+        .json(&json!({"spec": {"kind": "compare", "a": a, "b": b, "precision": "float32"}}))
+        .send()
+        .await
+        .unwrap();
+    let id32 = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    read_sse(&s, &key, &id32).await;
+    let r32: Value = s
+        .client
+        .get(s.url(&format!("/v1/jobs/{id32}/result")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r32["precision"], "float32");
+    let v32 = r32["results"][0]["value"].as_f64().unwrap();
+    assert!((v32 - cka).abs() < 1e-4, "float32 cka {v32} vs {cka}");
     // The stored array downloads byte for byte.
     let back = s
         .client

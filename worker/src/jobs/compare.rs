@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use neuralign_core::catalog::parse_metrics;
-use neuralign_core::model::CompareSpec;
+use neuralign_core::model::{CompareSpec, Precision};
 use neuralign_engine::pipeline::{self, ComparePlan, MetricResult};
 use neuralign_engine::EngineError;
 use serde::Serialize;
@@ -63,6 +63,12 @@ impl JobKind for Compare {
                 drop(bytes_a);
                 let (shape_b, tb) = load("b", &bytes_b, c.device)?;
                 drop(bytes_b);
+                let (ta, tb) = match s.precision {
+                    Precision::Float64 => (ta, tb),
+                    Precision::Float32 => {
+                        (ta.to_kind(tch::Kind::Float), tb.to_kind(tch::Kind::Float))
+                    }
+                };
                 let (ta, reduction) = pipeline::reduce_model_side(&ta, s.reduce.as_ref())?;
                 let plan = ComparePlan {
                     metrics: &metrics,
@@ -85,7 +91,7 @@ impl JobKind for Compare {
                 Ok((shape_a, shape_b, results, reduction))
             })
             .await
-            .map_err(|e| JobError::Retryable(format!("compute task failed: {e}")))??;
+            .map_err(super::join_error)??;
         ctx.report(1.0, Some("metrics done".into()));
         Ok(CompareOutput {
             a: spec.a,
@@ -93,7 +99,7 @@ impl JobKind for Compare {
             shape_a,
             shape_b,
             device: format!("{:?}", ctx.device).to_lowercase(),
-            precision: "float64",
+            precision: spec.precision.as_str(),
             engine_version: env!("CARGO_PKG_VERSION"),
             reduction,
             results,
