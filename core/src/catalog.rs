@@ -199,6 +199,12 @@ pub struct RidgeOptions {
     /// Explicit outer splits; when given, `folds` and `seed` are not used.
     #[serde(default)]
     pub splits: Option<Vec<ExplicitSplit>>,
+    /// Seeded shuffle splits instead of K-fold: how many.
+    #[serde(default)]
+    pub shuffle_splits: Option<usize>,
+    /// Test fraction of each shuffle split (test size = ceil(fraction · n)).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
 }
 
 impl RidgeOptions {
@@ -221,6 +227,12 @@ pub struct PlsOptions {
     pub seed: u64,
     #[serde(default)]
     pub splits: Option<Vec<ExplicitSplit>>,
+    /// Seeded shuffle splits instead of K-fold: how many.
+    #[serde(default)]
+    pub shuffle_splits: Option<usize>,
+    /// Test fraction of each shuffle split (test size = ceil(fraction · n)).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
 }
 
 impl PlsOptions {
@@ -276,12 +288,22 @@ pub struct OneToOneOptions {
     pub seed: u64,
     #[serde(default)]
     pub splits: Option<Vec<ExplicitSplit>>,
+    /// Seeded shuffle splits instead of K-fold: how many.
+    #[serde(default)]
+    pub shuffle_splits: Option<usize>,
+    /// Test fraction of each shuffle split (test size = ceil(fraction · n)).
+    #[serde(default = "default_test_fraction")]
+    pub test_fraction: f64,
 }
 
 impl OneToOneOptions {
     fn default_folds() -> usize {
         5
     }
+}
+
+fn default_test_fraction() -> f64 {
+    0.1
 }
 
 /// A metric with its options, decoded and validated.
@@ -408,6 +430,17 @@ impl Metric {
             )),
             Metric::Procrustes(o) if o.folds == 1 => Err(Error::invalid(format!(
                 "{field}.options.folds: must be 0 (in sample) or at least 2"
+            ))),
+            Metric::Ridge(RidgeOptions {
+                test_fraction: f, ..
+            })
+            | Metric::Pls(PlsOptions {
+                test_fraction: f, ..
+            })
+            | Metric::OneToOne(OneToOneOptions {
+                test_fraction: f, ..
+            }) if !(*f > 0.0 && *f < 1.0) => Err(Error::invalid(format!(
+                "{field}.options.test_fraction: must be in (0, 1), got {f}"
             ))),
             Metric::Pls(o) if o.n_components == 0 => Err(Error::invalid(format!(
                 "{field}.options.n_components: must be at least 1"
@@ -680,6 +713,8 @@ pub fn metrics() -> Vec<MetricInfo> {
                 opt("inner_folds", "integer >= 2", json!(5), "contiguous inner folds over the training stimuli"),
                 opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
                 opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits, e.g. Brain-Score's"),
+                opt("shuffle_splits", "integer or null", json!(null), "seeded shuffle splits instead of K-fold (scikit-learn's ShuffleSplit scheme)"),
+                opt("test_fraction", "number in (0, 1)", json!(0.1), "test share of each shuffle split"),
             ],
             invariances: vec![PERMUTE, "invertible linear transform of a (as alpha -> 0)"],
             min_stimuli: 10,
@@ -696,6 +731,8 @@ pub fn metrics() -> Vec<MetricInfo> {
                 opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
                 opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
                 opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits"),
+                opt("shuffle_splits", "integer or null", json!(null), "seeded shuffle splits instead of K-fold (scikit-learn's ShuffleSplit scheme)"),
+                opt("test_fraction", "number in (0, 1)", json!(0.1), "test share of each shuffle split"),
             ],
             invariances: vec![PERMUTE, "orthogonal transform of a"],
             min_stimuli: 27,
@@ -726,6 +763,8 @@ pub fn metrics() -> Vec<MetricInfo> {
                 opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
                 opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
                 opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits"),
+                opt("shuffle_splits", "integer or null", json!(null), "seeded shuffle splits instead of K-fold (scikit-learn's ShuffleSplit scheme)"),
+                opt("test_fraction", "number in (0, 1)", json!(0.1), "test share of each shuffle split"),
             ],
             invariances: vec![PERMUTE, "per-unit affine transform of a"],
             min_stimuli: 10,

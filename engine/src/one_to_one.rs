@@ -29,7 +29,13 @@ pub fn one_to_one(x: &Tensor, y: &Tensor, o: &OneToOneOptions) -> Result<OneToOn
     let n = x.size()[0] as usize;
     let dev = x.device();
     let mut scorer = Scorer::new(y.size()[1], dev);
-    for split in outer_splits(n, o.folds, o.seed, o.splits.as_deref())? {
+    for split in outer_splits(
+        n,
+        o.folds,
+        o.seed,
+        o.splits.as_deref(),
+        o.shuffle_splits.map(|k| (k, o.test_fraction)),
+    )? {
         let (tr, te) = (
             Tensor::from_slice(&split.train).to_device(dev),
             Tensor::from_slice(&split.test).to_device(dev),

@@ -88,7 +88,13 @@ pub fn pls(
 ) -> Result<PlsResult> {
     let n = x.size()[0] as usize;
     let dev = x.device();
-    let splits = outer_splits(n, o.folds, o.seed, o.splits.as_deref())?;
+    let splits = outer_splits(
+        n,
+        o.folds,
+        o.seed,
+        o.splits.as_deref(),
+        o.shuffle_splits.map(|k| (k, o.test_fraction)),
+    )?;
     let mut scorer = Scorer::new(y.size()[1], dev);
     let mut components = o.n_components;
     for split in &splits {

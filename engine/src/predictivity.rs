@@ -7,7 +7,7 @@ use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::splits::{kfold, permutation, Split};
+use crate::splits::{kfold, permutation, shuffle_splits, Split};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitScore {
@@ -58,13 +58,24 @@ pub(crate) fn nanmedian(t: &Tensor) -> f64 {
     }
 }
 
-/// The outer splits: explicit ones (validated), or seeded K-fold.
+/// The outer splits: explicit ones (validated), seeded shuffle splits
+/// (`shuffle` = (count, test fraction)), or seeded K-fold.
 pub fn outer_splits(
     n: usize,
     folds: usize,
     seed: u64,
     splits: Option<&[ExplicitSplit]>,
+    shuffle: Option<(usize, f64)>,
 ) -> Result<Vec<Split>> {
+    if let (None, Some((count, fraction))) = (splits, shuffle) {
+        let test = (fraction * n as f64).ceil() as usize;
+        if count == 0 || test == 0 || test >= n {
+            return Err(EngineError::invalid(format!(
+                "shuffle_splits: {count} splits with test_fraction {fraction} leave an empty train or test set for {n} stimuli"
+            )));
+        }
+        return Ok(shuffle_splits(n, count, test, seed));
+    }
     match splits {
         Some(explicit) => {
             for (i, s) in explicit.iter().enumerate() {

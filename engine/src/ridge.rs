@@ -149,7 +149,13 @@ pub fn ridge(
     let alphas = Tensor::from_slice(&o.alphas)
         .to_kind(Kind::Double)
         .to_device(dev);
-    let splits = outer_splits(n, o.folds, o.seed, o.splits.as_deref())?;
+    let splits = outer_splits(
+        n,
+        o.folds,
+        o.seed,
+        o.splits.as_deref(),
+        o.shuffle_splits.map(|k| (k, o.test_fraction)),
+    )?;
     let design = Design::new(x);
     let mut scorer = Scorer::new(q, dev);
     let mut alpha_votes = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));

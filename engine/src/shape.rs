@@ -115,7 +115,7 @@ pub fn procrustes(x: &Tensor, y: &Tensor, o: &ProcrustesOptions) -> Result<Shape
     let dev = x.device();
     let mut values = Vec::new();
     let mut underdetermined = false;
-    for s in outer_splits(n, o.folds, o.seed, o.splits.as_deref())? {
+    for s in outer_splits(n, o.folds, o.seed, o.splits.as_deref(), None)? {
         underdetermined |= (s.train.len() as i64) <= width;
         let (tr, te) = (
             Tensor::from_slice(&s.train).to_device(dev),

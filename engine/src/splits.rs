@@ -56,6 +56,25 @@ pub fn bootstrap_indices(n: usize, samples: usize, seed: u64) -> Vec<i64> {
         .collect()
 }
 
+/// `count` independent shuffles (one SplitMix64 stream from `seed`), each
+/// taking its first `test` items as the test set and the rest, sorted, as the
+/// training set: scikit-learn's `ShuffleSplit` scheme with our generator.
+pub fn shuffle_splits(n: usize, count: usize, test: usize, seed: u64) -> Vec<Split> {
+    let mut rng = SplitMix64(seed);
+    (0..count)
+        .map(|_| {
+            let p = permutation_from(&mut rng, n);
+            let (mut te, mut tr) = (p[..test].to_vec(), p[test..].to_vec());
+            te.sort_unstable();
+            tr.sort_unstable();
+            Split {
+                train: tr,
+                test: te,
+            }
+        })
+        .collect()
+}
+
 /// Contiguous K-fold splits of `items` (in the given order).
 pub fn kfold(items: &[i64], k: usize) -> Vec<Split> {
     let n = items.len();

@@ -197,3 +197,34 @@ fn pca_reduction_to_the_data_rank_keeps_linear_cka_and_projection_is_reproducibl
     let (same, none) = reduce_model_side(&y, Some(&spec)).unwrap();
     assert!(none.is_none() && same.equal(&y));
 }
+
+#[test]
+fn time_resolved_inputs_are_scored_bin_by_bin() {
+    use neuralign_engine::pipeline::{run, ComparePlan};
+    // reps × stimuli × features × bins for b; a static model.
+    let b = Tensor::randn([3, 25, 6, 4], (Kind::Double, Device::Cpu));
+    let a = random(25, 9, 15);
+    let metrics = [
+        metric("linear_cka", serde_json::json!({})),
+        metric("rsa", serde_json::json!({})),
+    ];
+    let plan = ComparePlan {
+        metrics: &metrics,
+        bootstrap: None,
+        permutation: None,
+        ceiling: None,
+        reduce: None,
+    };
+    let out = run(&a, &b, &plan, &mut |_, _| Ok(())).unwrap();
+    assert_eq!(out.len(), 8, "2 metrics × 4 bins");
+    for r in &out {
+        let bin = r.time_bin.expect("time-resolved results name their bin");
+        let y = b.select(3, bin).mean_dim(0, false, Kind::Double);
+        let m = metrics.iter().find(|m| m.id() == r.metric).unwrap();
+        assert!(
+            close(r.value, compute(m, &a, &y).unwrap()),
+            "{} bin {bin}",
+            r.metric
+        );
+    }
+}
