@@ -197,10 +197,14 @@ mod tests {
         assert_eq!(Normalization::ROverC.apply(0.3, 0.6), 0.5);
         assert!((Normalization::ROverCSquared.apply(0.3, 0.6) - 0.25).abs() < 1e-15);
         assert!((Normalization::R2OverC.apply(0.3, 0.6) - 0.15).abs() < 1e-15);
-        let names: Vec<&str> = [Normalization::ROverC, Normalization::ROverCSquared, Normalization::R2OverC]
-            .iter()
-            .map(|n| n.formula())
-            .collect();
+        let names: Vec<&str> = [
+            Normalization::ROverC,
+            Normalization::ROverCSquared,
+            Normalization::R2OverC,
+        ]
+        .iter()
+        .map(|n| n.formula())
+        .collect();
         assert_eq!(names, ["r / c", "(r / c)^2", "r^2 / c"]);
         let parsed: Normalization = serde_json::from_str("\"r2_over_c\"").unwrap();
         assert_eq!(parsed, Normalization::R2OverC);
@@ -208,11 +212,30 @@ mod tests {
 
     #[test]
     fn specs_are_range_checked() {
-        let b = BootstrapSpec { samples: 5, seed: 0, confidence: 0.95, over: ResampleOver::Stimuli };
-        assert!(validate(Some(&b), None, None).unwrap_err().to_string().contains("bootstrap.samples"));
-        let b = BootstrapSpec { samples: 100, seed: 0, confidence: 1.0, over: ResampleOver::Stimuli };
-        assert!(validate(Some(&b), None, None).unwrap_err().to_string().contains("bootstrap.confidence"));
+        let b = BootstrapSpec {
+            samples: 5,
+            seed: 0,
+            confidence: 0.95,
+            over: ResampleOver::Stimuli,
+        };
+        assert!(validate(Some(&b), None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("bootstrap.samples"));
+        let b = BootstrapSpec {
+            samples: 100,
+            seed: 0,
+            confidence: 1.0,
+            over: ResampleOver::Stimuli,
+        };
+        assert!(validate(Some(&b), None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("bootstrap.confidence"));
         let p = PermutationSpec { count: 0, seed: 0 };
-        assert!(validate(None, Some(&p), None).unwrap_err().to_string().contains("permutation.count"));
+        assert!(validate(None, Some(&p), None)
+            .unwrap_err()
+            .to_string()
+            .contains("permutation.count"));
     }
 }

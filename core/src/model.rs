@@ -247,6 +247,47 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// Builds a page from rows fetched with `limit + 1` (newest first): the
+    /// extra row only tells that another page exists; the token points after
+    /// the last row kept. `key` gives a row's (created_at, id) sort key.
+    pub fn from_overfetch(
+        mut items: Vec<T>,
+        limit: u32,
+        key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+    ) -> Self {
+        let next_page_token = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|last| {
+                let (at, id) = key(last);
+                encode_cursor(at, id)
+            })
+        } else {
+            None
+        };
+        Page {
+            items,
+            next_page_token,
+        }
+    }
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}_{}", at.timestamp_micros(), id.simple())
+}
+
+/// Reads a page token this server issued.
+pub(crate) fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid)> {
+    let bad = || {
+        Error::invalid(format!(
+            "page_token: {s:?} is not a token this server issued"
+        ))
+    };
+    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
+    let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+}
+
 /// Parses an id from a path or request field, naming the field on failure.
 pub fn parse_id(field: &str, s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| {

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::ServiceConfig;
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::{Job, JobEvent, JobFilter, JobState, NewJob, Page};
+use crate::model::{decode_cursor, Job, JobEvent, JobFilter, JobState, NewJob, Page};
 
 pub const CHANNEL_JOBS: &str = "neuralign_jobs";
 pub const CHANNEL_EVENTS: &str = "neuralign_events";
@@ -562,33 +562,8 @@ pub async fn list(pool: &PgPool, lab_id: Uuid, filter: &JobFilter) -> Result<Pag
     .bind(limit as i64 + 1)
     .fetch_all(pool)
     .await?;
-    let mut items = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
-    let next_page_token = if items.len() > limit as usize {
-        items.truncate(limit as usize);
-        items.last().map(|j| encode_cursor(j.created_at, j.id))
-    } else {
-        None
-    };
-    Ok(Page {
-        items,
-        next_page_token,
-    })
-}
-
-pub(crate) fn encode_cursor(at: chrono::DateTime<chrono::Utc>, id: Uuid) -> String {
-    format!("{}_{}", at.timestamp_micros(), id.simple())
-}
-
-pub(crate) fn decode_cursor(s: &str) -> Result<(chrono::DateTime<chrono::Utc>, Uuid)> {
-    let bad = || {
-        Error::invalid(format!(
-            "page_token: {s:?} is not a token this server issued"
-        ))
-    };
-    let (micros, id) = s.split_once('_').ok_or_else(bad)?;
-    let at = chrono::DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?)
-        .ok_or_else(bad)?;
-    Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
+    let items = rows.iter().map(job_from_row).collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch(items, limit, |j| (j.created_at, j.id)))
 }
 
 /// A job's events after `after` (an event id), oldest first.

@@ -159,12 +159,12 @@ pub fn compute_detailed(
         Metric::Pls(o) => {
             let r = pls::pls(a, b, o, || Ok(()))?;
             details = Some(serde_json::to_value(&r).unwrap_or_default());
-            r.value
+            r.scores.value
         }
         Metric::Ridge(o) => {
             let r = ridge::ridge(a, b, o, || Ok(()))?;
             details = Some(serde_json::to_value(&r).unwrap_or_default());
-            r.value
+            r.scores.value
         }
     };
     if !value.is_finite() {

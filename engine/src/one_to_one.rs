@@ -4,19 +4,10 @@
 //! predicts the neuron on held-out stimuli, scored like ridge and PLS.
 
 use neuralign_core::catalog::OneToOneOptions;
-use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::Result;
-use crate::predictivity::{outer_splits, Scorer, SplitScore};
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OneToOneResult {
-    pub value: f64,
-    pub sem: f64,
-    pub splits: Vec<SplitScore>,
-    pub per_neuron_r: Vec<f64>,
-}
+use crate::predictivity::{outer_splits, Predictivity, Scorer};
 
 /// Column-standardized copy (zero mean, unit norm); constant columns become 0.
 fn unit_columns(x: &Tensor) -> Tensor {
@@ -25,7 +16,7 @@ fn unit_columns(x: &Tensor) -> Tensor {
     c / norm.clamp_min(f64::MIN_POSITIVE)
 }
 
-pub fn one_to_one(x: &Tensor, y: &Tensor, o: &OneToOneOptions) -> Result<OneToOneResult> {
+pub fn one_to_one(x: &Tensor, y: &Tensor, o: &OneToOneOptions) -> Result<Predictivity> {
     let n = x.size()[0] as usize;
     let dev = x.device();
     let mut scorer = Scorer::new(y.size()[1], dev);
@@ -61,11 +52,5 @@ pub fn one_to_one(x: &Tensor, y: &Tensor, o: &OneToOneOptions) -> Result<OneToOn
         let pred = (u_test - &mu) * slope + my;
         scorer.add(&pred, &y.index_select(0, &te));
     }
-    let (value, sem, splits, per_neuron_r) = scorer.finish()?;
-    Ok(OneToOneResult {
-        value,
-        sem,
-        splits,
-        per_neuron_r,
-    })
+    scorer.finish()
 }

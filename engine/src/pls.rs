@@ -11,14 +11,12 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::predictivity::{outer_splits, Scorer, SplitScore};
+use crate::predictivity::{outer_splits, Predictivity, Scorer};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlsResult {
-    pub value: f64,
-    pub sem: f64,
-    pub splits: Vec<SplitScore>,
-    pub per_neuron_r: Vec<f64>,
+    #[serde(flatten)]
+    pub scores: Predictivity,
     /// Components actually fitted (fewer when Y's residual vanishes).
     pub components: usize,
 }
@@ -112,12 +110,8 @@ pub fn pls(
         scorer.add(&pred, &y.index_select(0, &te));
         step()?;
     }
-    let (value, sem, splits, per_neuron_r) = scorer.finish()?;
     Ok(PlsResult {
-        value,
-        sem,
-        splits,
-        per_neuron_r,
+        scores: scorer.finish()?,
         components,
     })
 }

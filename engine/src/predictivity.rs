@@ -115,6 +115,19 @@ pub fn outer_splits(
     }
 }
 
+/// Held-out predictivity of a mapping, as every mapping metric reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Predictivity {
+    /// Mean over splits of the median held-out r.
+    pub value: f64,
+    /// Standard error of that mean over splits.
+    pub sem: f64,
+    pub splits: Vec<SplitScore>,
+    /// Per neuron, the held-out r averaged over splits (neurons constant on
+    /// a test set are left out of that split's average).
+    pub per_neuron_r: Vec<f64>,
+}
+
 /// Accumulates held-out scores over splits.
 pub(crate) struct Scorer {
     scores: Vec<SplitScore>,
@@ -141,8 +154,7 @@ impl Scorer {
         });
     }
 
-    /// (mean of split medians, its SEM, per-split scores, per-neuron mean r).
-    pub(crate) fn finish(self) -> Result<(f64, f64, Vec<SplitScore>, Vec<f64>)> {
+    pub(crate) fn finish(self) -> Result<Predictivity> {
         let k = self.scores.len() as f64;
         let value = self.scores.iter().map(|s| s.median_r).sum::<f64>() / k;
         let sem = if k > 1.0 {
@@ -157,7 +169,13 @@ impl Scorer {
         } else {
             f64::NAN
         };
-        let per_neuron = Vec::<f64>::try_from(&(self.r_sum / self.r_count).to_device(Device::Cpu))?;
-        Ok((value, sem, self.scores, per_neuron))
+        let per_neuron_r =
+            Vec::<f64>::try_from(&(self.r_sum / self.r_count).to_device(Device::Cpu))?;
+        Ok(Predictivity {
+            value,
+            sem,
+            splits: self.scores,
+            per_neuron_r,
+        })
     }
 }

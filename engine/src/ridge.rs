@@ -13,19 +13,13 @@ use serde::Serialize;
 use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
-use crate::predictivity::{outer_splits, r2, Scorer, SplitScore};
+use crate::predictivity::{outer_splits, r2, Predictivity, Scorer};
 use crate::splits::kfold;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RidgeResult {
-    /// Mean over splits of the median held-out r.
-    pub value: f64,
-    /// Standard error of that mean over splits.
-    pub sem: f64,
-    pub splits: Vec<SplitScore>,
-    /// Per neuron, the held-out r averaged over splits (NaN-free: neurons
-    /// constant on a test set are left out of that split's average).
-    pub per_neuron_r: Vec<f64>,
+    #[serde(flatten)]
+    pub scores: Predictivity,
     /// Per neuron, the alpha chosen most often over splits.
     pub per_neuron_alpha: Vec<f64>,
 }
@@ -192,15 +186,12 @@ pub fn ridge(
         scorer.add(&pred, &y.index_select(0, &te));
         step()?;
     }
-    let (value, sem, scores, per_neuron_r) = scorer.finish()?;
+    let scores = scorer.finish()?;
     let chosen = alpha_votes.argmax(0, false);
     let per_neuron_alpha =
         Vec::<f64>::try_from(&alphas.index_select(0, &chosen).to_device(tch::Device::Cpu))?;
     Ok(RidgeResult {
-        value,
-        sem,
-        splits: scores,
-        per_neuron_r,
+        scores,
         per_neuron_alpha,
     })
 }

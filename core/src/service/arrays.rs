@@ -13,9 +13,9 @@ use super::Service;
 use crate::auth::Caller;
 use crate::blobs::{self, BlobWriter};
 use crate::error::{Error, Result};
+use crate::model::decode_cursor;
 use crate::model::{ArrayMeta, Page};
 use crate::npy::Validator;
-use crate::queue::{decode_cursor, encode_cursor};
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 
@@ -139,20 +139,11 @@ impl Service {
         .bind(limit as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut items = rows
+        let items = rows
             .iter()
             .map(array_from_row)
             .collect::<Result<Vec<_>>>()?;
-        let next_page_token = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(|a| encode_cursor(a.created_at, a.id))
-        } else {
-            None
-        };
-        Ok(Page {
-            items,
-            next_page_token,
-        })
+        Ok(Page::from_overfetch(items, limit, |a| (a.created_at, a.id)))
     }
 
     /// The stored `.npy` file as a stream, one chunk in memory at a time.
