@@ -20,6 +20,7 @@ pub mod rank;
 pub mod rdm;
 pub mod reduce;
 pub mod ridge;
+pub mod samples;
 pub mod shape;
 pub mod splits;
 
