@@ -4,13 +4,14 @@
 #   poll    GET /v1/jobs/{id} requests/s under wrk from a second process
 #   blob    streaming upload and download of a large .npy (default 2 GiB)
 #           with the server's peak resident memory before and after
-# Usage: scripts/bench.sh [queue|poll|blob ...]   (default: all)
+#   graphile  the same queue workload on graphile-worker 0.16.6 (npm), the peer
+# Usage: scripts/bench.sh [queue|poll|blob|graphile ...]   (default: all)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 source "$NEURALIGN_ROOT/scripts/pg.sh"
 cd "$NEURALIGN_ROOT"
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-parts=("${@:-queue poll blob}"); parts=(${parts[*]})
+parts=("${@:-queue poll blob graphile}"); parts=(${parts[*]})
 out="$NEURALIGN_ROOT/target/bench"; mkdir -p "$out"
 pg_start bench 55435
 trap 'pg_stop bench' EXIT
@@ -21,6 +22,14 @@ has() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 
 if has queue; then
   cargo bench -q -p neuralign-server --bench queue | tee "$out/queue.txt"
+fi
+
+if has graphile; then
+  # graphile-worker 0.16.6 is the newest that runs on Debian's Node 20.
+  gdir="$out/graphile"; mkdir -p "$gdir"
+  [ -d "$gdir/node_modules/graphile-worker" ] || (cd "$gdir" && npm install --silent graphile-worker@0.16.6)
+  "$(pg_bin)/psql" -h 127.0.0.1 -p 55435 -U neuralign -d postgres -qc "DROP DATABASE IF EXISTS graphile" -qc "CREATE DATABASE graphile" >/dev/null
+  GRAPHILE_DIR="$gdir" DATABASE_URL="postgres://neuralign@127.0.0.1:55435/graphile" node bench/graphile_peer.cjs | tee "$out/graphile.txt"
 fi
 
 start_server() {
