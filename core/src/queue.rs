@@ -169,10 +169,15 @@ pub async fn claim(
     for _ in 0..8 {
         let mut tx = pool.begin().await?;
         let cand = sqlx::query(
-            "SELECT j.id, j.lab_id FROM jobs j JOIN labs l ON l.id = j.lab_id \
+            // Labs under their limit are found once per claim (one count per
+            // lab, not per queued job), so the claim stays cheap however deep
+            // the queue is; the index on (priority, run_at, created_at) then
+            // yields the first eligible job.
+            "SELECT j.id, j.lab_id FROM jobs j \
              WHERE j.state IN ('queued', 'retry_wait') AND j.run_at <= now() AND j.kind = ANY($1) \
                AND NOT (j.lab_id = ANY($2)) \
-               AND (SELECT count(*) FROM jobs r WHERE r.lab_id = j.lab_id AND r.state = 'running') < l.max_running_jobs \
+               AND j.lab_id IN (SELECT l.id FROM labs l \
+                 WHERE (SELECT count(*) FROM jobs r WHERE r.lab_id = l.id AND r.state = 'running') < l.max_running_jobs) \
              ORDER BY j.priority DESC, j.run_at, j.created_at \
              LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
         )
