@@ -25,7 +25,7 @@ pub mod shape;
 pub mod splits;
 
 pub use error::{EngineError, Result};
-pub use metrics::{compare, compute, compute_detailed, prepare, MetricValue};
+pub use metrics::{compute, compute_detailed};
 /// Picks the compute device from a config string: `cpu`, `cuda` or `cuda:N`.
 /// Asking for CUDA where there is none is an error, never a silent fallback.
 pub fn parse_device(s: &str) -> Result<tch::Device> {

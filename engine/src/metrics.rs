@@ -3,38 +3,10 @@
 //! `neuralign_core::catalog`; this is where they become numbers.
 
 use neuralign_core::catalog::{Metric, RdmComparison};
-use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::{cca, cka, kendall, knn, one_to_one, pls, rank, rdm, ridge, shape};
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct MetricValue {
-    pub metric: String,
-    pub options: serde_json::Value,
-    pub direction: &'static str,
-    pub value: f64,
-    /// Metric-specific extras: per-split scores, SEM, per-neuron values.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<serde_json::Value>,
-}
-
-/// Turns an uploaded array (N×D, or reps×N×D averaged over repetitions) into
-/// a float64 stimulus × feature tensor on `device`.
-pub fn prepare(field: &str, shape: &[u64], values: &[f64], device: Device) -> Result<Tensor> {
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    let t = Tensor::f_from_slice(values)?
-        .f_reshape(&dims)?
-        .to_device(device);
-    match dims.len() {
-        2 => Ok(t),
-        3 => Ok(t.mean_dim(0, false, Kind::Double)),
-        _ => Err(EngineError::invalid(format!(
-            "{field}: shape {shape:?} is neither stimuli × features nor repetitions × stimuli × features"
-        ))),
-    }
-}
 
 /// Compares two RDM vectors, dropping entries that are NaN in either.
 pub fn compare_rdms(a: &Tensor, b: &Tensor, how: RdmComparison) -> Result<f64> {
@@ -174,32 +146,4 @@ pub fn compute_detailed(
         )));
     }
     Ok((value, details))
-}
-
-/// Computes each metric, calling `step` after each so the caller can report
-/// progress or stop.
-pub fn compare(
-    a: &Tensor,
-    b: &Tensor,
-    metrics: &[Metric],
-    mut step: impl FnMut(usize) -> Result<()>,
-) -> Result<Vec<MetricValue>> {
-    let mut out = Vec::with_capacity(metrics.len());
-    for (i, m) in metrics.iter().enumerate() {
-        let (value, details) = compute_detailed(m, a, b).map_err(|e| match e {
-            EngineError::Invalid(msg) => {
-                EngineError::Invalid(format!("metrics[{i}] ({}): {msg}", m.id()))
-            }
-            other => other,
-        })?;
-        out.push(MetricValue {
-            metric: m.id().to_string(),
-            options: m.options_json(),
-            direction: m.direction(),
-            value,
-            details,
-        });
-        step(i + 1)?;
-    }
-    Ok(out)
 }
