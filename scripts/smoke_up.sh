@@ -20,7 +20,7 @@ for _ in $(seq 1 600); do
   sleep 1
 done
 if grep -q "demo job succeeded" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null; then
-  grep -E "demo job succeeded|HTTP API" "$log"
+  grep -A 4 "demo job succeeded" "$log"
   echo "smoke: 1 passed, 0 failed"
 else
   echo "smoke: the up command did not reach a succeeded demo job; its log:"

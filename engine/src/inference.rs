@@ -6,7 +6,7 @@
 //! comparisons become weighted sums over the original sort order, batched
 //! over many samples at once.
 
-use neuralign_core::catalog::{Metric, RdmComparison};
+use neuralign_core::catalog::{ExplicitSplit, Metric, RdmComparison};
 use neuralign_core::inference::{
     BootstrapSpec, CeilingMethod, CeilingSpec, PermutationSpec, ResampleOver,
 };
@@ -15,7 +15,8 @@ use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::metrics::{compare_rdms, compute};
-use crate::splits::{bootstrap_indices, permutation_from, SplitMix64};
+use crate::predictivity::outer_splits;
+use crate::splits::{bootstrap_indices, permutation_from, Split, SplitMix64};
 use crate::{rank, rdm};
 
 /// Bootstrap samples processed per batch in the weighted RSA path.
@@ -316,20 +317,105 @@ pub fn bootstrap(
             rsa_bootstrap_values(&ra, &rb, n, o.comparison, &d)?
         }
         _ => {
+            // Cross-validated metrics keep every copy of a stimulus on one
+            // side of each split, or the copies would leak test stimuli into
+            // training and inflate the score.
+            let original = held_out_splits(metric, n as usize)?;
             let mut v = Vec::with_capacity(spec.samples);
             for i in 0..spec.samples as i64 {
                 check()?;
                 let idx = d.get(i);
-                // A degenerate resample (e.g. all copies of few stimuli) counts as missing.
-                v.push(
-                    compute(metric, &a.index_select(0, &idx), &b.index_select(0, &idx))
+                let resampled = match &original {
+                    Some(splits) => {
+                        let draw = Vec::<i64>::try_from(&idx.to_device(Device::Cpu))?;
+                        with_splits(metric, grouped_splits(splits, &draw))
+                    }
+                    None => Some(metric.clone()),
+                };
+                // A degenerate resample (e.g. a split whose test stimuli were
+                // never drawn everywhere) counts as missing.
+                v.push(match resampled {
+                    Some(m) => compute(&m, &a.index_select(0, &idx), &b.index_select(0, &idx))
                         .unwrap_or(f64::NAN),
-                );
+                    None => f64::NAN,
+                });
             }
             v
         }
     };
     interval(values, spec, "stimuli")
+}
+
+/// The outer splits of a cross-validated metric over the original stimuli.
+fn held_out_splits(metric: &Metric, n: usize) -> Result<Option<Vec<Split>>> {
+    let shuffle = |k: Option<usize>, f: f64| k.map(|k| (k, f));
+    Ok(match metric {
+        Metric::Ridge(o) => Some(outer_splits(
+            n,
+            o.folds,
+            o.seed,
+            o.splits.as_deref(),
+            shuffle(o.shuffle_splits, o.test_fraction),
+        )?),
+        Metric::Pls(o) => Some(outer_splits(
+            n,
+            o.folds,
+            o.seed,
+            o.splits.as_deref(),
+            shuffle(o.shuffle_splits, o.test_fraction),
+        )?),
+        Metric::OneToOne(o) => Some(outer_splits(
+            n,
+            o.folds,
+            o.seed,
+            o.splits.as_deref(),
+            shuffle(o.shuffle_splits, o.test_fraction),
+        )?),
+        Metric::Procrustes(o) if o.folds > 0 || o.splits.is_some() => {
+            Some(outer_splits(n, o.folds, o.seed, o.splits.as_deref(), None)?)
+        }
+        _ => None,
+    })
+}
+
+/// The original splits carried over to a bootstrap draw (`draw[r]` is the
+/// original stimulus at row r): a row goes where its stimulus went, training
+/// rows ordered by stimulus so copies stay together in inner folds. Splits
+/// left without training or test rows are dropped.
+pub fn grouped_splits(splits: &[Split], draw: &[i64]) -> Vec<ExplicitSplit> {
+    splits
+        .iter()
+        .filter_map(|s| {
+            let rows_of = |set: &[i64]| {
+                let mut rows: Vec<(i64, u64)> = draw
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| set.contains(o))
+                    .map(|(r, &o)| (o, r as u64))
+                    .collect();
+                rows.sort_unstable();
+                rows.into_iter().map(|(_, r)| r).collect::<Vec<u64>>()
+            };
+            let (train, test) = (rows_of(&s.train), rows_of(&s.test));
+            (!train.is_empty() && !test.is_empty()).then_some(ExplicitSplit { train, test })
+        })
+        .collect()
+}
+
+/// The metric with explicit splits; None when no split survived the draw.
+fn with_splits(metric: &Metric, splits: Vec<ExplicitSplit>) -> Option<Metric> {
+    if splits.is_empty() {
+        return None;
+    }
+    let mut m = metric.clone();
+    match &mut m {
+        Metric::Ridge(o) => o.splits = Some(splits),
+        Metric::Pls(o) => o.splits = Some(splits),
+        Metric::OneToOne(o) => o.splits = Some(splits),
+        Metric::Procrustes(o) => o.splits = Some(splits),
+        _ => {}
+    }
+    Some(m)
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -228,3 +228,28 @@ fn time_resolved_inputs_are_scored_bin_by_bin() {
         );
     }
 }
+
+#[test]
+fn bootstrap_splits_keep_every_copy_of_a_stimulus_on_one_side() {
+    use neuralign_engine::inference::grouped_splits;
+    use neuralign_engine::splits::{bootstrap_indices, kfold, permutation};
+    let n = 40;
+    let original = kfold(&permutation(n, 3), 4);
+    let draw = bootstrap_indices(n, 1, 9);
+    let splits = grouped_splits(&original, &draw);
+    assert!(!splits.is_empty());
+    for s in &splits {
+        let train: std::collections::HashSet<i64> =
+            s.train.iter().map(|&r| draw[r as usize]).collect();
+        let test: std::collections::HashSet<i64> =
+            s.test.iter().map(|&r| draw[r as usize]).collect();
+        assert!(
+            train.is_disjoint(&test),
+            "a stimulus on both sides of a split"
+        );
+        assert_eq!(s.train.len() + s.test.len(), n, "every drawn row is placed");
+        // Copies are adjacent in the training order, so inner folds keep them together.
+        let ids: Vec<i64> = s.train.iter().map(|&r| draw[r as usize]).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]));
+    }
+}

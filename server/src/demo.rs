@@ -1,7 +1,10 @@
-//! The start-up demo: a `demo` lab uploads a simulated "brain" response and
-//! a "model layer" that linearly encodes the same stimuli, runs a `compare`
-//! job through the queue and prints where everything lives. It uses the
-//! service layer exactly as the transports do, with a real key.
+//! The start-up demo: a `demo` lab uploads a simulated V1 recording (the
+//! engine's built-in generator: dead-leaves images through a Gabor bank,
+//! divisive normalization, LIF rates and Poisson counts over repetitions)
+//! and the features of a "model" (a different random Gabor bank on the same
+//! images), runs a `compare` job through the queue and prints the scores and
+//! where everything lives. It uses the service layer exactly as the
+//! transports do, with a real key.
 
 use std::net::SocketAddr;
 
@@ -12,52 +15,39 @@ use neuralign_core::catalog::MetricRequest;
 use neuralign_core::inference::{BootstrapSpec, CeilingSpec, Normalization};
 use neuralign_core::model::{CompareSpec, JobSpec, NewJob};
 use neuralign_core::{npy, Service};
+use neuralign_engine::samples::{images, v1};
 
-/// A small deterministic generator (splitmix64 + Box–Muller), so the demo
-/// data are the same on every machine without a dependency.
-struct Gauss(u64);
-
-impl Gauss {
-    fn uniform(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn next(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
+fn npy_of(t: &tch::Tensor) -> anyhow::Result<Vec<u8>> {
+    let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
+    let values = Vec::<f64>::try_from(&t.to_kind(tch::Kind::Double).reshape([-1]))?;
+    Ok(npy::encode_f64(&shape, &values))
 }
 
-/// Stimuli × features "layer" and a reps × stimuli × neurons "recording"
-/// that reads it out linearly with noise.
-pub fn demo_arrays(
-    n: usize,
-    d: usize,
-    reps: usize,
-    neurons: usize,
-    seed: u64,
-) -> (Vec<u8>, Vec<u8>) {
-    let mut g = Gauss(seed);
-    let x: Vec<f64> = (0..n * d).map(|_| g.next()).collect();
-    let w: Vec<f64> = (0..d * neurons)
-        .map(|_| g.next() / (d as f64).sqrt())
-        .collect();
-    let mut y = Vec::with_capacity(reps * n * neurons);
-    for _ in 0..reps {
-        for i in 0..n {
-            for j in 0..neurons {
-                let drive: f64 = (0..d).map(|k| x[i * d + k] * w[k * neurons + j]).sum();
-                y.push(drive + 0.5 * g.next());
-            }
-        }
-    }
-    (
-        npy::encode_f64(&[n as u64, d as u64], &x),
-        npy::encode_f64(&[reps as u64, n as u64, neurons as u64], &y),
-    )
+/// A "model layer" (stimuli × 200 Gabor-bank features) and a simulated V1
+/// recording (8 repetitions × stimuli × 60 neurons) for the same 120
+/// dead-leaves images.
+pub fn demo_arrays(seed: u64) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+    let _guard = tch::no_grad_guard();
+    let stimuli = images::dead_leaves(120, 32, 0.02, 0.4, seed);
+    let brain = v1::simulate(
+        &stimuli,
+        &v1::V1Params {
+            neurons: 60,
+            repetitions: 8,
+            seed,
+            ..Default::default()
+        },
+    )?;
+    let model = v1::simulate(
+        &stimuli,
+        &v1::V1Params {
+            neurons: 200,
+            repetitions: 1,
+            seed: seed + 1,
+            ..Default::default()
+        },
+    )?;
+    Ok((npy_of(&model.drive)?, npy_of(&brain.counts)?))
 }
 
 fn once(bytes: Vec<u8>) -> neuralign_core::service::ByteStream {
@@ -79,7 +69,7 @@ pub async fn run(
         None => svc.create_lab(&admin, "demo", None).await?.1,
     };
     let caller = svc.authenticate(Some(&key)).await?;
-    let (layer, recording) = demo_arrays(60, 20, 4, 30, 7);
+    let (layer, recording) = tokio::task::spawn_blocking(|| demo_arrays(7)).await??;
     let a = svc.upload_array(&caller, "demo-layer", once(layer)).await?;
     let b = svc
         .upload_array(&caller, "demo-recording", once(recording))
