@@ -306,6 +306,16 @@ fn default_test_fraction() -> f64 {
     0.1
 }
 
+/// Outer splits of a cross-validated metric: explicit splits, else seeded
+/// shuffle splits (count, test fraction), else seeded K-fold.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitPlan<'a> {
+    pub folds: usize,
+    pub seed: u64,
+    pub splits: Option<&'a [ExplicitSplit]>,
+    pub shuffle: Option<(usize, f64)>,
+}
+
 /// A metric with its options, decoded and validated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
@@ -453,12 +463,9 @@ impl Metric {
     /// count, folds that would leave a fold empty, repetitions for the
     /// Mahalanobis-type RDMs.
     pub fn check_against(&self, field: &str, n: u64, reps_a: u64, reps_b: u64) -> Result<()> {
-        let (folds, splits) = match self {
-            Metric::Ridge(o) => (o.folds, o.splits.as_deref()),
-            Metric::Pls(o) => (o.folds, o.splits.as_deref()),
-            Metric::OneToOne(o) => (o.folds, o.splits.as_deref()),
-            Metric::Procrustes(o) => (o.folds, o.splits.as_deref()),
-            Metric::Rsa(o) => {
+        let (folds, splits) = match (self, self.split_plan()) {
+            (_, Some(plan)) => (plan.folds, plan.splits),
+            (Metric::Rsa(o), None) => {
                 if o.rdm.needs_repetitions() && reps_b < 2 {
                     return Err(Error::invalid(format!(
                         "{field}.options.rdm: {:?} needs b with repetitions (reps >= 2 × stimuli × channels); b has {reps_b}",
@@ -502,6 +509,52 @@ impl Metric {
                 "{field}.options.folds: {folds} folds would leave folds empty with {n} stimuli"
             ))),
             None => Ok(()),
+        }
+    }
+
+    /// How a cross-validated metric splits its stimuli; None for the
+    /// metrics that use every stimulus at once (and in-sample Procrustes).
+    pub fn split_plan(&self) -> Option<SplitPlan<'_>> {
+        fn plan(
+            folds: usize,
+            seed: u64,
+            splits: &Option<Vec<ExplicitSplit>>,
+            shuffle: Option<usize>,
+            fraction: f64,
+        ) -> SplitPlan<'_> {
+            SplitPlan {
+                folds,
+                seed,
+                splits: splits.as_deref(),
+                shuffle: shuffle.map(|k| (k, fraction)),
+            }
+        }
+        match self {
+            Metric::Ridge(o) => Some(plan(
+                o.folds,
+                o.seed,
+                &o.splits,
+                o.shuffle_splits,
+                o.test_fraction,
+            )),
+            Metric::Pls(o) => Some(plan(
+                o.folds,
+                o.seed,
+                &o.splits,
+                o.shuffle_splits,
+                o.test_fraction,
+            )),
+            Metric::OneToOne(o) => Some(plan(
+                o.folds,
+                o.seed,
+                &o.splits,
+                o.shuffle_splits,
+                o.test_fraction,
+            )),
+            Metric::Procrustes(o) if o.folds > 0 || o.splits.is_some() => {
+                Some(plan(o.folds, o.seed, &o.splits, None, 0.0))
+            }
+            _ => None,
         }
     }
 

@@ -348,34 +348,10 @@ pub fn bootstrap(
 
 /// The outer splits of a cross-validated metric over the original stimuli.
 fn held_out_splits(metric: &Metric, n: usize) -> Result<Option<Vec<Split>>> {
-    let shuffle = |k: Option<usize>, f: f64| k.map(|k| (k, f));
-    Ok(match metric {
-        Metric::Ridge(o) => Some(outer_splits(
-            n,
-            o.folds,
-            o.seed,
-            o.splits.as_deref(),
-            shuffle(o.shuffle_splits, o.test_fraction),
-        )?),
-        Metric::Pls(o) => Some(outer_splits(
-            n,
-            o.folds,
-            o.seed,
-            o.splits.as_deref(),
-            shuffle(o.shuffle_splits, o.test_fraction),
-        )?),
-        Metric::OneToOne(o) => Some(outer_splits(
-            n,
-            o.folds,
-            o.seed,
-            o.splits.as_deref(),
-            shuffle(o.shuffle_splits, o.test_fraction),
-        )?),
-        Metric::Procrustes(o) if o.folds > 0 || o.splits.is_some() => {
-            Some(outer_splits(n, o.folds, o.seed, o.splits.as_deref(), None)?)
-        }
-        _ => None,
-    })
+    metric
+        .split_plan()
+        .map(|p| outer_splits(n, p.folds, p.seed, p.splits, p.shuffle))
+        .transpose()
 }
 
 /// The original splits carried over to a bootstrap draw (`draw[r]` is the
