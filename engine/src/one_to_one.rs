@@ -27,10 +27,7 @@ pub fn one_to_one(x: &Tensor, y: &Tensor, o: &OneToOneOptions) -> Result<Predict
         o.splits.as_deref(),
         o.shuffle_splits.map(|k| (k, o.test_fraction)),
     )? {
-        let (tr, te) = (
-            Tensor::from_slice(&split.train).to_device(dev),
-            Tensor::from_slice(&split.test).to_device(dev),
-        );
+        let (tr, te) = split.tensors(dev);
         let (xt, yt) = (x.index_select(0, &tr), y.index_select(0, &tr));
         // Correlation of every unit with every neuron on the training stimuli.
         let corr = unit_columns(&xt).transpose(0, 1).matmul(&unit_columns(&yt)); // p × q

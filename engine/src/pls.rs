@@ -96,10 +96,7 @@ pub fn pls(
     let mut scorer = Scorer::new(y.size()[1], dev);
     let mut components = o.n_components;
     for split in &splits {
-        let (tr, te) = (
-            Tensor::from_slice(&split.train).to_device(dev),
-            Tensor::from_slice(&split.test).to_device(dev),
-        );
+        let (tr, te) = split.tensors(dev);
         let f = fit(
             &x.index_select(0, &tr),
             &y.index_select(0, &tr),

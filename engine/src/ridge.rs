@@ -164,10 +164,7 @@ pub fn ridge(
         // Inner CV on the training stimuli, in their given order.
         let mut inner_score = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
         for inner in kfold(&split.train, o.inner_folds) {
-            let (tr, va) = (
-                Tensor::from_slice(&inner.train).to_device(dev),
-                Tensor::from_slice(&inner.test).to_device(dev),
-            );
+            let (tr, va) = inner.tensors(dev);
             let f = fit(&design, y, &tr, &alphas)?;
             let pred = f.predict_all(&design, &va);
             inner_score += r2(&pred, &y.index_select(0, &va).unsqueeze(0));
@@ -177,10 +174,7 @@ pub fn ridge(
             .one_hot(o.alphas.len() as i64)
             .transpose(0, 1)
             .to_kind(Kind::Double);
-        let (tr, te) = (
-            Tensor::from_slice(&split.train).to_device(dev),
-            Tensor::from_slice(&split.test).to_device(dev),
-        );
+        let (tr, te) = split.tensors(dev);
         let f = fit(&design, y, &tr, &alphas)?;
         let pred = f.predict_chosen(&design, &te, &best);
         scorer.add(&pred, &y.index_select(0, &te));

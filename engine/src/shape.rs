@@ -117,10 +117,7 @@ pub fn procrustes(x: &Tensor, y: &Tensor, o: &ProcrustesOptions) -> Result<Shape
     let mut underdetermined = false;
     for s in outer_splits(n, o.folds, o.seed, o.splits.as_deref(), None)? {
         underdetermined |= (s.train.len() as i64) <= width;
-        let (tr, te) = (
-            Tensor::from_slice(&s.train).to_device(dev),
-            Tensor::from_slice(&s.test).to_device(dev),
-        );
+        let (tr, te) = s.tensors(dev);
         let a = fit(&x.index_select(0, &tr), &y.index_select(0, &tr), o.alpha)?;
         values.push(score(
             &a,

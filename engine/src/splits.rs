@@ -10,6 +10,16 @@ pub struct Split {
     pub test: Vec<i64>,
 }
 
+impl Split {
+    /// The training and test indices as index tensors on `device`.
+    pub fn tensors(&self, device: tch::Device) -> (tch::Tensor, tch::Tensor) {
+        (
+            tch::Tensor::from_slice(&self.train).to_device(device),
+            tch::Tensor::from_slice(&self.test).to_device(device),
+        )
+    }
+}
+
 pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
