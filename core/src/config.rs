@@ -37,6 +37,25 @@ pub struct ServiceConfig {
     /// comparisons are refused at submit (use `reduce` to fit them).
     #[arg(long, env = "NEURALIGN_MAX_COMPUTE_BYTES", default_value_t = 16 << 30)]
     pub max_compute_bytes: u64,
+    /// Largest normalized stimulus set or recording (and largest total
+    /// decompressed size of an uploaded archive), in bytes.
+    #[arg(long, env = "NEURALIGN_MAX_DECODED_BYTES", default_value_t = 8 << 30)]
+    pub max_decoded_bytes: u64,
+    #[arg(long, env = "NEURALIGN_MAX_STIMULI", default_value_t = 1_000_000)]
+    pub max_stimuli: u64,
+    #[arg(long, env = "NEURALIGN_MAX_NEURONS", default_value_t = 200_000)]
+    pub max_neurons: u64,
+    #[arg(long, env = "NEURALIGN_MAX_REPETITIONS", default_value_t = 10_000)]
+    pub max_repetitions: u64,
+    #[arg(long, env = "NEURALIGN_MAX_TIME_BINS", default_value_t = 10_000)]
+    pub max_time_bins: u64,
+    /// Largest image width or height, in pixels.
+    #[arg(long, env = "NEURALIGN_MAX_IMAGE_SIDE", default_value_t = 4096)]
+    pub max_image_side: u64,
+    /// Where uploads in other formats than `.npy` are spooled while they are
+    /// read (default: the system temp dir).
+    #[arg(long, env = "NEURALIGN_SPOOL_DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
     /// How often the reaper re-queues expired leases and workers poll when no
     /// notification arrives, in milliseconds.
     #[arg(long, env = "NEURALIGN_POLL_MS", default_value_t = 1_000)]
@@ -56,11 +75,35 @@ impl Default for ServiceConfig {
             retry_max_ms: 300_000,
             poll_ms: 1_000,
             max_compute_bytes: 16 << 30,
+            max_decoded_bytes: 8 << 30,
+            max_stimuli: 1_000_000,
+            max_neurons: 200_000,
+            max_repetitions: 10_000,
+            max_time_bins: 10_000,
+            max_image_side: 4096,
+            spool_dir: None,
         }
     }
 }
 
 impl ServiceConfig {
+    /// The readers' limits, from this configuration.
+    pub fn ingest_limits(&self) -> neuralign_ingest::Limits {
+        neuralign_ingest::Limits {
+            max_decoded_bytes: self.max_decoded_bytes,
+            max_stimuli: self.max_stimuli,
+            max_neurons: self.max_neurons,
+            max_repetitions: self.max_repetitions,
+            max_time_bins: self.max_time_bins,
+            max_image_side: self.max_image_side,
+            ..neuralign_ingest::Limits::default()
+        }
+    }
+
+    pub fn spool_dir(&self) -> std::path::PathBuf {
+        self.spool_dir.clone().unwrap_or_else(std::env::temp_dir)
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(1 << 20..=8 << 20).contains(&self.blob_chunk_bytes) {
             return Err(Error::invalid(format!(

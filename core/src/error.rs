@@ -103,6 +103,16 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<neuralign_ingest::IngestError> for Error {
+    fn from(e: neuralign_ingest::IngestError) -> Self {
+        let code = match e.problem {
+            neuralign_ingest::Problem::Invalid => ErrorCode::InvalidArgument,
+            neuralign_ingest::Problem::TooLarge => ErrorCode::PayloadTooLarge,
+        };
+        Error::new(code, e.message)
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::internal(e)

@@ -15,6 +15,8 @@ pub mod model;
 pub mod notify;
 pub mod npy;
 pub mod queue;
+pub mod spool;
+pub mod resources;
 pub mod service;
 
 pub use auth::Caller;

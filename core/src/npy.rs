@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 
-const MAGIC: &[u8; 6] = b"\x93NUMPY";
+use neuralign_ingest::npy::MAGIC;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
@@ -120,54 +120,11 @@ pub fn parse_header(buf: &[u8]) -> Result<Option<Header>> {
     }))
 }
 
-/// The raw text of `key`'s value in the header's Python dict literal.
-fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    let pat1 = format!("'{key}':");
-    let pat2 = format!("\"{key}\":");
-    let pos = text
-        .find(&pat1)
-        .map(|p| p + pat1.len())
-        .or_else(|| text.find(&pat2).map(|p| p + pat2.len()))?;
-    let rest = text[pos..].trim_start();
-    let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
-    } else {
-        rest.find([',', '}']).unwrap_or(rest.len())
-    };
-    Some(&rest[..end])
-}
-
-fn parse_shape(s: &str) -> Option<Vec<u64>> {
-    let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| p.trim_end_matches('L').parse().ok())
-        .collect()
-}
+use neuralign_ingest::npy::{dict_value, parse_shape};
 
 /// Encodes a version-1.0 header for an array of the given dtype and shape.
 pub fn encode_header(dtype: DType, shape: &[u64]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
-    let shape_text = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut dict = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
-        dtype.descr(),
-        shape_text
-    );
-    let unpadded = 10 + dict.len() + 1;
-    dict.push_str(&" ".repeat((64 - unpadded % 64) % 64));
-    dict.push('\n');
-    let mut out = Vec::with_capacity(10 + dict.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&[1, 0]);
-    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-    out.extend_from_slice(dict.as_bytes());
-    out
+    neuralign_ingest::npy::encode_header(dtype.descr(), shape)
 }
 
 /// Checks a `.npy` byte stream piece by piece: header, then every value is

@@ -22,6 +22,40 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 const ARRAY_COLUMNS: &str =
     "a.id, a.name, a.dtype, a.shape, a.created_at, b.sha256, b.size_bytes, a.blob_id";
 
+/// Finalizes `writer`'s blob and records it as an array, inside `tx`.
+pub(super) async fn insert_array(
+    tx: &mut sqlx::PgConnection,
+    writer: &mut BlobWriter,
+    lab_id: Uuid,
+    name: &str,
+    dtype: &str,
+    shape: &[u64],
+) -> Result<ArrayMeta> {
+    let blob = writer.finalize(&mut *tx).await?;
+    let id = Uuid::new_v4();
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let created_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "INSERT INTO arrays (id, lab_id, blob_id, name, dtype, shape) VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+    )
+    .bind(id)
+    .bind(lab_id)
+    .bind(blob.id)
+    .bind(name)
+    .bind(dtype)
+    .bind(&dims)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(ArrayMeta {
+        id,
+        name: name.to_string(),
+        dtype: dtype.to_string(),
+        shape: shape.to_vec(),
+        sha256: blob.sha256,
+        size_bytes: blob.size_bytes,
+        created_at,
+    })
+}
+
 fn array_from_row(r: &sqlx::postgres::PgRow) -> Result<ArrayMeta> {
     let shape: Vec<i64> = r.try_get("shape")?;
     let sha: Vec<u8> = r.try_get("sha256")?;
@@ -71,31 +105,27 @@ impl Service {
             )));
         }
         let mut tx = self.pool.begin().await?;
-        let blob = writer.finalize(&mut tx).await?;
-        let id = Uuid::new_v4();
-        let shape: Vec<i64> = header.shape.iter().map(|&d| d as i64).collect();
-        let created_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
-            "INSERT INTO arrays (id, lab_id, blob_id, name, dtype, shape) VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
-        )
-        .bind(id)
-        .bind(caller.lab_id())
-        .bind(blob.id)
-        .bind(name)
-        .bind(header.dtype.name())
-        .bind(&shape)
-        .fetch_one(&mut *tx)
-        .await?;
+        let meta = insert_array(&mut tx, &mut writer, caller.lab_id(), name, header.dtype.name(), &header.shape).await?;
         tx.commit().await?;
         writer.committed();
-        Ok(ArrayMeta {
-            id,
-            name: name.to_string(),
-            dtype: header.dtype.name().to_string(),
-            shape: header.shape,
-            sha256: blob.sha256,
-            size_bytes: blob.size_bytes,
-            created_at,
-        })
+        Ok(meta)
+    }
+
+    /// Streams a normalized `.npy` file from disk into a new blob; the caller
+    /// finalizes it with `insert_array` inside its own transaction.
+    pub(super) async fn blob_from_file(&self, path: &std::path::Path) -> Result<BlobWriter> {
+        use tokio::io::AsyncReadExt;
+        let mut writer = BlobWriter::begin(&self.pool, self.cfg.blob_chunk_bytes, u64::MAX).await?;
+        let mut f = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; self.cfg.blob_chunk_bytes];
+        loop {
+            let n = f.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            writer.write(&buf[..n]).await?;
+        }
+        Ok(writer)
     }
 
     /// The array's metadata and the id of the blob behind it.

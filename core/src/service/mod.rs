@@ -4,8 +4,11 @@
 //! caller's lab; another lab's resources answer `not_found`.
 
 mod arrays;
+mod benchmarks;
 mod jobs;
 mod labs;
+mod recordings;
+mod stimuli;
 
 use sqlx::PgPool;
 
@@ -15,6 +18,9 @@ use crate::error::Result;
 use crate::notify::Notifications;
 
 pub use arrays::ByteStream;
+pub use benchmarks::{BenchmarkFilter, BenchmarkScope};
+pub use recordings::{RecordingParams, RecordingUpload, RELIABILITY_METHOD};
+pub use stimuli::{StimulusSetParams, StimulusSetUpload};
 
 #[derive(Clone)]
 pub struct Service {

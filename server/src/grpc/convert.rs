@@ -105,3 +105,53 @@ pub fn opt(s: String) -> Option<String> {
         Some(s)
     }
 }
+
+/// An optional JSON object field (`ceiling_json`, …); empty means absent.
+pub fn optional_json<T: serde::de::DeserializeOwned>(
+    field: &str,
+    text: &str,
+) -> Result<Option<T>, neuralign_core::Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de)
+        .map(Some)
+        .map_err(|e| neuralign_core::Error::invalid(format!("{field}.{}: {}", e.path(), e.inner())))
+}
+
+/// A proto metric request; `field` names it in errors.
+pub fn metric_request(
+    field: &str,
+    m: v1::MetricRequest,
+) -> Result<neuralign_core::catalog::MetricRequest, neuralign_core::Error> {
+    use neuralign_core::catalog::MetricRequest;
+    let v1::MetricRequest { id, options_json } = m;
+    if options_json.trim().is_empty() {
+        return Ok(MetricRequest::Id(id));
+    }
+    match serde_json::from_str(&options_json) {
+        Ok(serde_json::Value::Object(options)) => Ok(MetricRequest::WithOptions { id, options }),
+        _ => Err(neuralign_core::Error::invalid(format!(
+            "{field}.options_json: not a JSON object"
+        ))),
+    }
+}
+
+pub fn metric_to_proto(m: neuralign_core::catalog::MetricRequest) -> v1::MetricRequest {
+    use neuralign_core::catalog::MetricRequest;
+    match m {
+        MetricRequest::Id(id) => v1::MetricRequest { id, options_json: String::new() },
+        MetricRequest::WithOptions { id, options } => v1::MetricRequest {
+            id,
+            options_json: serde_json::Value::Object(options).to_string(),
+        },
+    }
+}
+
+/// JSON text of an optional value; empty when absent.
+pub fn json_text<T: serde::Serialize>(v: &Option<T>) -> String {
+    v.as_ref()
+        .map(|v| serde_json::to_string(v).unwrap_or_default())
+        .unwrap_or_default()
+}

@@ -3,7 +3,6 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use neuralign_core::catalog::MetricRequest;
 use neuralign_core::model::{
     parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision,
 };
@@ -12,7 +11,7 @@ use neuralign_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use super::convert::{self, opt};
+use super::convert::{self, metric_request, opt, optional_json};
 use crate::error_map::to_status;
 use crate::AppState;
 
@@ -39,7 +38,7 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
                 metrics
                     .into_iter()
                     .enumerate()
-                    .map(|(i, m)| metric_request(i, m))
+                    .map(|(i, m)| metric_request(&format!("compare.metrics[{i}]"), m))
                     .collect::<Result<_, _>>()?
             },
             bootstrap: optional_json("compare.bootstrap_json", &bootstrap_json)?,
@@ -64,32 +63,6 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             fail_attempts,
         })),
         None => Err(Error::invalid("spec: missing; set one of compare, noop")),
-    }
-}
-
-fn optional_json<T: serde::de::DeserializeOwned>(
-    field: &str,
-    text: &str,
-) -> Result<Option<T>, Error> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de)
-        .map(Some)
-        .map_err(|e| Error::invalid(format!("{field}.{}: {}", e.path(), e.inner())))
-}
-
-fn metric_request(i: usize, m: v1::MetricRequest) -> Result<MetricRequest, Error> {
-    let v1::MetricRequest { id, options_json } = m;
-    if options_json.trim().is_empty() {
-        return Ok(MetricRequest::Id(id));
-    }
-    match serde_json::from_str(&options_json) {
-        Ok(serde_json::Value::Object(options)) => Ok(MetricRequest::WithOptions { id, options }),
-        _ => Err(Error::invalid(format!(
-            "compare.metrics[{i}].options_json: not a JSON object"
-        ))),
     }
 }
 

@@ -5,7 +5,9 @@
 
 mod admin;
 mod arrays;
+mod benchmarks;
 mod convert;
+mod data;
 mod jobs;
 
 use neuralign_core::{Caller, Error};
@@ -15,7 +17,7 @@ use tonic::service::Routes;
 use crate::error_map::to_status;
 use crate::AppState;
 
-/// The three API services plus health and reflection.
+/// The API services plus health and reflection.
 pub async fn routes(state: AppState) -> Routes {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
@@ -26,6 +28,12 @@ pub async fn routes(state: AppState) -> Routes {
         .await;
     reporter
         .set_serving::<v1::admin_service_server::AdminServiceServer<admin::Admin>>()
+        .await;
+    reporter
+        .set_serving::<v1::data_service_server::DataServiceServer<data::Data>>()
+        .await;
+    reporter
+        .set_serving::<v1::benchmark_service_server::BenchmarkServiceServer<benchmarks::Benchmarks>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(v1::FILE_DESCRIPTOR_SET)
@@ -42,6 +50,13 @@ pub async fn routes(state: AppState) -> Routes {
             v1::array_service_server::ArrayServiceServer::new(arrays::Arrays(state.clone()))
                 .max_decoding_message_size(16 << 20),
         )
+        .add_service(
+            v1::data_service_server::DataServiceServer::new(data::Data(state.clone()))
+                .max_decoding_message_size(16 << 20),
+        )
+        .add_service(v1::benchmark_service_server::BenchmarkServiceServer::new(
+            benchmarks::Benchmarks(state.clone()),
+        ))
         .add_service(v1::job_service_server::JobServiceServer::new(jobs::Jobs(
             state,
         )));

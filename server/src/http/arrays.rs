@@ -7,12 +7,34 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures::StreamExt;
 use neuralign_core::model::{parse_id, ArrayMeta};
+use neuralign_core::service::ByteStream;
 use neuralign_core::{Error, ErrorCode};
 use serde::{Deserialize, Serialize};
 
 use super::Auth;
 use crate::error_map::ApiError;
 use crate::AppState;
+
+/// The request body as a byte stream, refused early when its declared
+/// length is over the upload limit (the service enforces it again on the
+/// bytes themselves).
+pub(super) fn upload_stream(s: &AppState, headers: &HeaderMap, body: Body) -> Result<ByteStream, ApiError> {
+    let limit = s.service.config().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!("body: upload exceeds the limit of {limit} bytes"),
+        )
+        .into());
+    }
+    Ok(Box::pin(body.into_data_stream().map(|r| {
+        r.map_err(|e| Error::invalid(format!("body: upload interrupted: {e}")))
+    })))
+}
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -31,24 +53,10 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<ArrayMeta>), ApiError> {
-    let limit = s.service.config().max_upload_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(Error::new(
-            ErrorCode::PayloadTooLarge,
-            format!("body: upload exceeds the limit of {limit} bytes"),
-        )
-        .into());
-    }
-    let stream = body
-        .into_data_stream()
-        .map(|r| r.map_err(|e| Error::invalid(format!("body: upload interrupted: {e}"))));
+    let stream = upload_stream(&s, &headers, body)?;
     let meta = s
         .service
-        .upload_array(&caller, p.name.as_deref().unwrap_or(""), Box::pin(stream))
+        .upload_array(&caller, p.name.as_deref().unwrap_or(""), stream)
         .await?;
     Ok((StatusCode::CREATED, Json(meta)))
 }

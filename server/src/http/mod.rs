@@ -2,6 +2,8 @@
 //! values, call the service layer and encode its answer. No logic lives here.
 
 mod arrays;
+mod benchmarks;
+mod data;
 mod extract;
 mod jobs;
 mod labs;
@@ -16,7 +18,7 @@ use axum::Router;
 
 use crate::AppState;
 
-pub use extract::{Auth, JsonBody};
+pub use extract::{Auth, JsonBody, QueryParams};
 
 pub fn router(state: AppState) -> Router {
     let json_limit = state.max_json_bytes;
@@ -31,6 +33,28 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/arrays/{id}", get(arrays::get_one))
         .route("/arrays/{id}/data", get(arrays::download))
+        .route(
+            "/stimulus-sets",
+            post(data::upload_stimulus_set)
+                .get(data::list_stimulus_sets)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/stimulus-sets/{id}", get(data::get_stimulus_set))
+        .route("/stimulus-sets/{id}/stimuli", get(data::list_stimuli))
+        .route("/stimulus-sets/{id}/stimuli/{stimulus_id}/thumbnail", get(data::thumbnail))
+        .route(
+            "/recordings",
+            post(data::upload_recording)
+                .get(data::list_recordings)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route("/recordings/{id}", get(data::get_recording))
+        .route("/recordings/{id}/neurons", get(data::recording_neurons))
+        .route("/recordings/{id}/stimuli", get(data::recording_stimuli))
+        .route("/benchmarks", post(benchmarks::create).get(benchmarks::list))
+        .route("/benchmarks/{reference}", get(benchmarks::get_one))
+        .route("/benchmarks/{reference}/publish", post(benchmarks::publish))
+        .route("/benchmarks/{reference}/deprecate", post(benchmarks::deprecate))
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_one))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -12,6 +12,12 @@ use utoipa::OpenApi;
         super::arrays::upload, super::arrays::list, super::arrays::get_one, super::arrays::download,
         super::jobs::submit, super::jobs::list, super::jobs::get_one, super::jobs::cancel,
         super::jobs::events, super::jobs::result, super::jobs::metrics,
+        super::data::upload_stimulus_set, super::data::list_stimulus_sets, super::data::get_stimulus_set,
+        super::data::list_stimuli, super::data::thumbnail,
+        super::data::upload_recording, super::data::list_recordings, super::data::get_recording,
+        super::data::recording_neurons, super::data::recording_stimuli,
+        super::benchmarks::create, super::benchmarks::list, super::benchmarks::get_one,
+        super::benchmarks::publish, super::benchmarks::deprecate,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -1,0 +1,188 @@
+//! Domain types of brain data (stimulus sets, recordings, benchmarks) and
+//! the requests that create them, independent of any wire format.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::catalog::{ExplicitSplit, MetricRequest};
+use crate::inference::CeilingSpec;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct StimulusSet {
+    pub id: Uuid,
+    pub name: String,
+    /// images | features | sequences
+    pub kind: String,
+    pub count: u64,
+    /// The normalized array (images N × C × H × W): download it from
+    /// `/v1/arrays/{array_id}/data`.
+    pub array_id: Uuid,
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    /// How the upload was read: format, source dtype, layout (declared or
+    /// inferred), value range, resize.
+    #[schema(value_type = Object)]
+    pub source: serde_json::Value,
+    pub extra_columns: Vec<String>,
+    pub has_labels: bool,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Stimulus {
+    pub index: u32,
+    pub stimulus_id: String,
+    pub label: Option<String>,
+    /// The manifest's extra columns, by name.
+    #[schema(value_type = Object)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub has_thumbnail: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    Spikes,
+    Calcium,
+    Fmri,
+    Eeg,
+    Meg,
+    Lfp,
+    Other,
+}
+
+impl Modality {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Spikes => "spikes",
+            Modality::Calcium => "calcium",
+            Modality::Fmri => "fmri",
+            Modality::Eeg => "eeg",
+            Modality::Meg => "meg",
+            Modality::Lfp => "lfp",
+            Modality::Other => "other",
+        }
+    }
+    pub fn parse(s: &str) -> crate::Result<Modality> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+            crate::Error::invalid(format!(
+                "modality: unknown modality {s:?} (known: spikes, calcium, fmri, eeg, meg, lfp, other)"
+            ))
+        })
+    }
+}
+
+/// Descriptive metadata of a recording; all optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RecordingMeta {
+    pub region: Option<String>,
+    pub species: Option<String>,
+    pub subject: Option<String>,
+    pub session: Option<String>,
+    pub modality: Option<Modality>,
+    /// Units of the values (e.g. "spikes/s", "dF/F").
+    pub units: Option<String>,
+    pub bin_size_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Reliability {
+    /// "split_half_even_odd_spearman_brown"
+    pub method: String,
+    /// Median over neurons with a defined value; None when none has one.
+    pub median: Option<f64>,
+    pub defined: u64,
+    /// Neurons at or above 0.5.
+    pub above_half: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Recording {
+    pub id: Uuid,
+    pub name: String,
+    pub stimulus_set_id: Uuid,
+    /// The normalized array, repetitions × stimuli × neurons [× time bins].
+    pub array_id: Uuid,
+    pub shape: Vec<u64>,
+    pub dtype: String,
+    #[serde(flatten)]
+    pub meta: RecordingMeta,
+    pub repetitions: u64,
+    pub stimuli: u64,
+    pub neurons: u64,
+    pub time_bins: u64,
+    pub trial_averaged: bool,
+    /// Missing values (ragged repetitions, masked NaN), stored as NaN.
+    pub nan_count: u64,
+    pub reliability: Reliability,
+    #[schema(value_type = Object)]
+    pub source: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Neuron {
+    pub index: u32,
+    pub neuron_id: String,
+    pub reliability: Option<f64>,
+}
+
+/// Neurons a benchmark keeps.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeuronFilter {
+    /// Keep neurons whose split-half reliability is at least this.
+    pub min_reliability: f64,
+}
+
+/// Outer splits of a benchmark's cross-validated metric.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkSplits {
+    /// Seed of the metric's seeded splits.
+    pub seed: Option<u64>,
+    /// Explicit train/test stimulus indices (into the recording's stimulus axis).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub explicit: Option<Vec<ExplicitSplit>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBenchmark {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub recording: Uuid,
+    pub metric: MetricRequest,
+    /// Ceiling method and normalization formula; none: raw scores only.
+    #[schema(value_type = Option<Object>)]
+    pub ceiling: Option<CeilingSpec>,
+    pub neuron_filter: Option<NeuronFilter>,
+    pub splits: Option<BenchmarkSplits>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Benchmark {
+    pub id: Uuid,
+    /// `lab/name@version`
+    pub reference: String,
+    pub lab: String,
+    pub name: String,
+    pub version: i32,
+    pub description: String,
+    pub recording_id: Uuid,
+    pub metric: MetricRequest,
+    #[schema(value_type = Option<Object>)]
+    pub ceiling: Option<CeilingSpec>,
+    pub neuron_filter: Option<NeuronFilter>,
+    /// Neurons kept by the filter (all when absent).
+    pub neurons_kept: u64,
+    pub splits: Option<BenchmarkSplits>,
+    pub public: bool,
+    pub published_at: Option<DateTime<Utc>>,
+    pub deprecated_at: Option<DateTime<Utc>>,
+    pub deprecation_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
