@@ -21,3 +21,4 @@ for line in open("fixtures/requirements.txt"):
 fi
 mkdir -p target/fixtures
 python fixtures/engine_fixtures.py target/fixtures/engine.json
+python fixtures/ingest_fixtures.py target/fixtures/ingest

@@ -15,9 +15,9 @@ pub mod model;
 pub mod notify;
 pub mod npy;
 pub mod queue;
-pub mod spool;
 pub mod resources;
 pub mod service;
+pub mod spool;
 
 pub use auth::Caller;
 pub use config::ServiceConfig;

@@ -19,7 +19,10 @@ pub struct TempFile {
 impl TempFile {
     pub fn new_in(dir: &Path, what: &str) -> TempFile {
         TempFile {
-            path: dir.join(format!("neuralign-{what}-{}", uuid::Uuid::new_v4().simple())),
+            path: dir.join(format!(
+                "neuralign-{what}-{}",
+                uuid::Uuid::new_v4().simple()
+            )),
         }
     }
     pub fn path(&self) -> &Path {
@@ -37,7 +40,8 @@ impl Drop for TempFile {
 pub async fn spool(mut body: ByteStream, dir: &Path, max: u64) -> Result<(TempFile, u64)> {
     tokio::fs::create_dir_all(dir).await?;
     let tmp = TempFile::new_in(dir, "upload");
-    let mut f = tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(tmp.path()).await?);
+    let mut f =
+        tokio::io::BufWriter::with_capacity(1 << 20, tokio::fs::File::create(tmp.path()).await?);
     let mut size = 0u64;
     while let Some(piece) = body.next().await {
         let piece = piece?;

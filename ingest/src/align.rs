@@ -24,7 +24,9 @@ pub fn check_unique(field: &str, ids: &[String]) -> Result<()> {
         )));
     }
     if ids.iter().any(|i| i.is_empty()) {
-        return Err(IngestError::invalid(format!("{field}: ids must not be empty strings")));
+        return Err(IngestError::invalid(format!(
+            "{field}: ids must not be empty strings"
+        )));
     }
     Ok(())
 }
@@ -68,14 +70,25 @@ mod tests {
 
     #[test]
     fn subsets_and_reorders() {
-        assert_eq!(align(&s(&["a", "b", "c"]), &s(&["c", "a"])).unwrap(), vec![2, 0]);
+        assert_eq!(
+            align(&s(&["a", "b", "c"]), &s(&["c", "a"])).unwrap(),
+            vec![2, 0]
+        );
     }
 
     #[test]
     fn names_missing_and_duplicate_ids() {
         let e = align(&s(&["a", "b"]), &s(&["a", "zz", "yy"])).unwrap_err();
-        assert!(e.message.contains("\"zz\"") && e.message.contains("\"yy\"") && e.message.starts_with("stimulus_ids: 2"), "{e}");
+        assert!(
+            e.message.contains("\"zz\"")
+                && e.message.contains("\"yy\"")
+                && e.message.starts_with("stimulus_ids: 2"),
+            "{e}"
+        );
         let e = align(&s(&["a", "b"]), &s(&["a", "b", "a"])).unwrap_err();
-        assert!(e.message.contains("duplicate") && e.message.contains("\"a\""), "{e}");
+        assert!(
+            e.message.contains("duplicate") && e.message.contains("\"a\""),
+            "{e}"
+        );
     }
 }

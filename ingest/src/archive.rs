@@ -31,7 +31,11 @@ impl<R: Read + Seek> Archive<R> {
         let mut zip = zip::ZipArchive::new(r).map_err(|e| {
             IngestError::invalid(format!("{field}: not a readable zip archive ({e})"))
         })?;
-        limits.check(&format!("{field}: entries"), zip.len() as u64, limits.max_archive_entries)?;
+        limits.check(
+            &format!("{field}: entries"),
+            zip.len() as u64,
+            limits.max_archive_entries,
+        )?;
         let mut entries = HashMap::new();
         let mut order = Vec::new();
         let mut total: u64 = 0;
@@ -41,7 +45,9 @@ impl<R: Read + Seek> Archive<R> {
             })?;
             let name = f
                 .name()
-                .map_err(|e| IngestError::invalid(format!("{field}: entry {i} has a bad name ({e})")))?
+                .map_err(|e| {
+                    IngestError::invalid(format!("{field}: entry {i} has a bad name ({e})"))
+                })?
                 .to_string();
             if !is_safe_path(&name) || f.enclosed_name().is_none() {
                 return Err(IngestError::invalid(format!(
@@ -89,7 +95,10 @@ impl<R: Read + Seek> Archive<R> {
             IngestError::invalid(format!("{}: has no entry {name:?}", self.field))
         })?;
         let f = self.zip.by_index(idx).map_err(|e| {
-            IngestError::invalid(format!("{}: entry {name:?} cannot be read ({e})", self.field))
+            IngestError::invalid(format!(
+                "{}: entry {name:?} cannot be read ({e})",
+                self.field
+            ))
         })?;
         Ok(Bounded {
             inner: f,

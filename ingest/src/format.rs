@@ -68,7 +68,11 @@ pub fn sniff(path: &Path) -> Result<Format> {
         let has_manifest = zip::ZipArchive::new(f)
             .map(|z| z.file_names().any(|n| n.is_ok_and(|n| n == MANIFEST)))
             .unwrap_or(false);
-        return Ok(if has_manifest { Format::Zip } else { Format::Npz });
+        return Ok(if has_manifest {
+            Format::Zip
+        } else {
+            Format::Npz
+        });
     }
     if head.iter().all(|b| b.is_ascii()) {
         return Ok(Format::Csv);

@@ -29,9 +29,8 @@ impl H5 {
     pub fn open(path: &Path, limits: &Limits) -> Result<H5> {
         let opts = OpenOptions::default()
             .with_max_read_bytes(limits.max_decoded_bytes.min(usize::MAX as u64) as usize);
-        let file = Hdf5File::open_with_options(path, opts).map_err(|e| {
-            IngestError::invalid(format!("file: not a readable HDF5 file ({e})"))
-        })?;
+        let file = Hdf5File::open_with_options(path, opts)
+            .map_err(|e| IngestError::invalid(format!("file: not a readable HDF5 file ({e})")))?;
         Ok(H5 { file })
     }
 
@@ -46,12 +45,19 @@ impl H5 {
     /// The dataset at `path`; `param` names the request field that gave it.
     pub fn dataset(&self, param: &str, path: &str) -> Result<hdf5_reader::Dataset> {
         self.file.dataset(path).map_err(|e| {
-            IngestError::invalid(format!("{param}: no dataset at {path:?} in the HDF5 file ({e})"))
+            IngestError::invalid(format!(
+                "{param}: no dataset at {path:?} in the HDF5 file ({e})"
+            ))
         })
     }
 
     /// A numeric dataset as (shape, values in C order).
-    pub fn read_f64(&self, param: &str, path: &str, limits: &Limits) -> Result<(Vec<u64>, Vec<f64>)> {
+    pub fn read_f64(
+        &self,
+        param: &str,
+        path: &str,
+        limits: &Limits,
+    ) -> Result<(Vec<u64>, Vec<f64>)> {
         let ds = self.dataset(param, path)?;
         let shape = ds.shape().to_vec();
         limits.check_bytes(param, &shape, 8)?;
@@ -68,14 +74,46 @@ impl H5 {
         let values = match ds.dtype() {
             Datatype::FloatingPoint { size: 8, .. } => read_as!(f64),
             Datatype::FloatingPoint { size: 4, .. } => read_as!(f32),
-            Datatype::FixedPoint { size: 1, signed: true, .. } => read_as!(i8),
-            Datatype::FixedPoint { size: 1, signed: false, .. } => read_as!(u8),
-            Datatype::FixedPoint { size: 2, signed: true, .. } => read_as!(i16),
-            Datatype::FixedPoint { size: 2, signed: false, .. } => read_as!(u16),
-            Datatype::FixedPoint { size: 4, signed: true, .. } => read_as!(i32),
-            Datatype::FixedPoint { size: 4, signed: false, .. } => read_as!(u32),
-            Datatype::FixedPoint { size: 8, signed: true, .. } => read_as!(i64),
-            Datatype::FixedPoint { size: 8, signed: false, .. } => read_as!(u64),
+            Datatype::FixedPoint {
+                size: 1,
+                signed: true,
+                ..
+            } => read_as!(i8),
+            Datatype::FixedPoint {
+                size: 1,
+                signed: false,
+                ..
+            } => read_as!(u8),
+            Datatype::FixedPoint {
+                size: 2,
+                signed: true,
+                ..
+            } => read_as!(i16),
+            Datatype::FixedPoint {
+                size: 2,
+                signed: false,
+                ..
+            } => read_as!(u16),
+            Datatype::FixedPoint {
+                size: 4,
+                signed: true,
+                ..
+            } => read_as!(i32),
+            Datatype::FixedPoint {
+                size: 4,
+                signed: false,
+                ..
+            } => read_as!(u32),
+            Datatype::FixedPoint {
+                size: 8,
+                signed: true,
+                ..
+            } => read_as!(i64),
+            Datatype::FixedPoint {
+                size: 8,
+                signed: false,
+                ..
+            } => read_as!(u64),
             other => {
                 return Err(IngestError::invalid(format!(
                     "{field}: has type {other:?}; a numeric (integer or float) dataset is needed"
@@ -90,8 +128,14 @@ impl H5 {
         let ds = self.dataset(param, path)?;
         Ok(match ds.dtype() {
             Datatype::FloatingPoint { size, .. } => format!("float{}", 8 * *size as u32),
-            Datatype::FixedPoint { size, signed: true, .. } => format!("int{}", 8 * *size as u32),
-            Datatype::FixedPoint { size, signed: false, .. } => format!("uint{}", 8 * *size as u32),
+            Datatype::FixedPoint {
+                size, signed: true, ..
+            } => format!("int{}", 8 * *size as u32),
+            Datatype::FixedPoint {
+                size,
+                signed: false,
+                ..
+            } => format!("uint{}", 8 * *size as u32),
             other => format!("{other:?}"),
         })
     }

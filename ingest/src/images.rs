@@ -37,9 +37,16 @@ impl ResizeFilter {
 
 /// `WxH`, e.g. `224x224`.
 pub fn parse_size(s: &str) -> Result<(u32, u32)> {
-    let bad = || IngestError::invalid(format!("resize: expected WIDTHxHEIGHT (e.g. 224x224), got {s:?}"));
+    let bad = || {
+        IngestError::invalid(format!(
+            "resize: expected WIDTHxHEIGHT (e.g. 224x224), got {s:?}"
+        ))
+    };
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
-    let (w, h): (u32, u32) = (w.trim().parse().map_err(|_| bad())?, h.trim().parse().map_err(|_| bad())?);
+    let (w, h): (u32, u32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
     if w == 0 || h == 0 {
         return Err(bad());
     }
@@ -48,12 +55,19 @@ pub fn parse_size(s: &str) -> Result<(u32, u32)> {
 
 /// Decodes one image; checks its dimensions from the header first.
 pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage> {
-    let fail = |e: &dyn std::fmt::Display| IngestError::invalid(format!("{field}: cannot decode the image ({e})"));
+    let fail = |e: &dyn std::fmt::Display| {
+        IngestError::invalid(format!("{field}: cannot decode the image ({e})"))
+    };
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| fail(&e))?;
-    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
-        return Err(IngestError::invalid(format!("{field}: not a PNG or JPEG file")));
+    if !matches!(
+        reader.format(),
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    ) {
+        return Err(IngestError::invalid(format!(
+            "{field}: not a PNG or JPEG file"
+        )));
     }
     let (w, h) = reader.into_dimensions().map_err(|e| fail(&e))?;
     limits.check(&format!("{field}: width"), w as u64, limits.max_image_side)?;
@@ -71,12 +85,19 @@ pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage
 /// Width, height and whether the image is grayscale, from its header alone.
 pub fn probe(bytes: &[u8], field: &str, limits: &Limits) -> Result<(u32, u32, bool)> {
     use image::ImageDecoder;
-    let fail = |e: &dyn std::fmt::Display| IngestError::invalid(format!("{field}: cannot decode the image ({e})"));
+    let fail = |e: &dyn std::fmt::Display| {
+        IngestError::invalid(format!("{field}: cannot decode the image ({e})"))
+    };
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| fail(&e))?;
-    if !matches!(reader.format(), Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)) {
-        return Err(IngestError::invalid(format!("{field}: not a PNG or JPEG file")));
+    if !matches!(
+        reader.format(),
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    ) {
+        return Err(IngestError::invalid(format!(
+            "{field}: not a PNG or JPEG file"
+        )));
     }
     let dec = reader.into_decoder().map_err(|e| fail(&e))?;
     let (w, h) = dec.dimensions();
@@ -123,7 +144,9 @@ pub fn thumbnail(chw: &[f32], c: usize, h: usize, w: usize, lo: f64, hi: f64) ->
         DynamicImage::ImageRgb8(image::RgbImage::from_raw(w as u32, h as u32, raw).expect("sized"))
     } else {
         let raw: Vec<u8> = chw[..h * w].iter().map(|&v| to8(v)).collect();
-        DynamicImage::ImageLuma8(image::GrayImage::from_raw(w as u32, h as u32, raw).expect("sized"))
+        DynamicImage::ImageLuma8(
+            image::GrayImage::from_raw(w as u32, h as u32, raw).expect("sized"),
+        )
     };
     let small = if w as u32 > THUMBNAIL_SIDE || h as u32 > THUMBNAIL_SIDE {
         img.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)

@@ -68,12 +68,14 @@ pub fn read_header<R: Read>(r: &mut R, field: &str) -> Result<NpyHeader> {
     let (len, start) = match pre[6] {
         1 => {
             let mut l = [0u8; 2];
-            r.read_exact(&mut l).map_err(|_| bad(field, "truncated header"))?;
+            r.read_exact(&mut l)
+                .map_err(|_| bad(field, "truncated header"))?;
             (u16::from_le_bytes(l) as usize, 10)
         }
         2 | 3 => {
             let mut l = [0u8; 4];
-            r.read_exact(&mut l).map_err(|_| bad(field, "truncated header"))?;
+            r.read_exact(&mut l)
+                .map_err(|_| bad(field, "truncated header"))?;
             (u32::from_le_bytes(l) as usize, 12)
         }
         v => return Err(bad(field, &format!("unsupported format version {v}"))),
@@ -86,20 +88,25 @@ pub fn read_header<R: Read>(r: &mut R, field: &str) -> Result<NpyHeader> {
         .map_err(|_| bad(field, "truncated header"))?;
     let text = String::from_utf8(text).map_err(|_| bad(field, "header is not text"))?;
     let descr = dict_value(&text, "descr").ok_or_else(|| bad(field, "header has no 'descr'"))?;
-    let descr = descr.trim().trim_matches('\'').trim_matches('"').to_string();
+    let descr = descr
+        .trim()
+        .trim_matches('\'')
+        .trim_matches('"')
+        .to_string();
     let (elem, big_endian) = parse_descr(&descr).ok_or_else(|| {
         IngestError::invalid(format!(
             "{field}: dtype {descr:?} is not supported (numbers: bool, int8–64, uint8–64, float32/64; text: S or U)"
         ))
     })?;
-    let fortran =
-        dict_value(&text, "fortran_order").ok_or_else(|| bad(field, "header has no 'fortran_order'"))?;
+    let fortran = dict_value(&text, "fortran_order")
+        .ok_or_else(|| bad(field, "header has no 'fortran_order'"))?;
     if fortran.trim() != "False" {
         return Err(IngestError::invalid(format!(
             "{field}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray"
         )));
     }
-    let shape_text = dict_value(&text, "shape").ok_or_else(|| bad(field, "header has no 'shape'"))?;
+    let shape_text =
+        dict_value(&text, "shape").ok_or_else(|| bad(field, "header has no 'shape'"))?;
     let shape = parse_shape(shape_text)
         .ok_or_else(|| bad(field, &format!("cannot read shape {shape_text:?}")))?;
     Ok(NpyHeader {
@@ -236,16 +243,20 @@ pub fn for_each_piece<R: Read>(
     Ok(())
 }
 
-fn read_exactly<R: Read>(r: &mut R, buf: &mut [u8], field: &str, done: u64, total: u64) -> Result<()> {
+fn read_exactly<R: Read>(
+    r: &mut R,
+    buf: &mut [u8],
+    field: &str,
+    done: u64,
+    total: u64,
+) -> Result<()> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
-            Ok(0) => {
-                return Err(IngestError::invalid(format!(
-                    "{field}: truncated: the header declares {total} bytes of data, the file has {}",
-                    done + got as u64
-                )))
-            }
+            Ok(0) => return Err(IngestError::invalid(format!(
+                "{field}: truncated: the header declares {total} bytes of data, the file has {}",
+                done + got as u64
+            ))),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(IngestError::invalid(format!("{field}: cannot read: {e}"))),
@@ -265,7 +276,10 @@ pub fn read_f64<R: Read>(r: &mut R, h: &NpyHeader, field: &str) -> Result<Vec<f6
     let item = h.elem.size() as usize;
     let mut out = Vec::with_capacity(h.numel() as usize);
     for_each_piece(r, h, field, |p| {
-        out.extend(p.chunks_exact(item).map(|b| decode_f64(h.elem, h.big_endian, b)));
+        out.extend(
+            p.chunks_exact(item)
+                .map(|b| decode_f64(h.elem, h.big_endian, b)),
+        );
         Ok(())
     })?;
     Ok(out)

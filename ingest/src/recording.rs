@@ -76,7 +76,13 @@ pub struct RecordingData {
 }
 
 /// Reads `path` and writes the normalized array to `out`.
-pub fn read(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &Limits, out: &Path) -> Result<RecordingData> {
+pub fn read(
+    path: &Path,
+    opts: &RecordingOptions,
+    set_ids: &[String],
+    limits: &Limits,
+    out: &Path,
+) -> Result<RecordingData> {
     let format = match opts.format {
         Some(f) => f,
         None => match sniff(path)? {
@@ -86,25 +92,29 @@ pub fn read(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &L
     };
     let sink = File::create(out).map_err(|e| IngestError::io("output", e))?;
     let policy = opts.nan_policy.unwrap_or_default();
-    let d = match format {
-        Format::Npy => {
-            let mut r = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| IngestError::io("file", e))?);
-            let h = npy::read_header(&mut r, "file")?;
-            let mut d = stream_npy(&mut r, &h, "file", None, set_ids, policy, limits, sink)?;
-            d.format = Format::Npy;
-            d
-        }
-        Format::Npz => read_npz(path, opts, set_ids, policy, limits, sink)?,
-        Format::Hdf5 => read_hdf5(path, opts, set_ids, policy, limits, sink, Format::Hdf5)?,
-        Format::Nwb if opts.dataset.is_some() => read_hdf5(path, opts, set_ids, policy, limits, sink, Format::Nwb)?,
-        Format::Nwb => read_nwb(path, opts, set_ids, limits, sink)?,
-        Format::Csv => read_csv(path, set_ids, policy, limits, sink)?,
-        Format::Zip => {
-            return Err(IngestError::invalid(
+    let d =
+        match format {
+            Format::Npy => {
+                let mut r = BufReader::with_capacity(
+                    1 << 20,
+                    File::open(path).map_err(|e| IngestError::io("file", e))?,
+                );
+                let h = npy::read_header(&mut r, "file")?;
+                let mut d = stream_npy(&mut r, &h, "file", None, set_ids, policy, limits, sink)?;
+                d.format = Format::Npy;
+                d
+            }
+            Format::Npz => read_npz(path, opts, set_ids, policy, limits, sink)?,
+            Format::Hdf5 => read_hdf5(path, opts, set_ids, policy, limits, sink, Format::Hdf5)?,
+            Format::Nwb if opts.dataset.is_some() => {
+                read_hdf5(path, opts, set_ids, policy, limits, sink, Format::Nwb)?
+            }
+            Format::Nwb => read_nwb(path, opts, set_ids, limits, sink)?,
+            Format::Csv => read_csv(path, set_ids, policy, limits, sink)?,
+            Format::Zip => return Err(IngestError::invalid(
                 "format: a recording cannot be an image archive; use npy, npz, hdf5, csv or nwb",
-            ))
-        }
-    };
+            )),
+        };
     check_unique("neuron_ids", &d.neuron_ids)?;
     Ok(d)
 }
@@ -123,7 +133,10 @@ fn normalized_shape(shape: &[u64], limits: &Limits) -> Result<Vec<u64>> {
     let names = ["repetitions", "stimuli", "neurons", "time bins"];
     for (i, &d) in s.iter().enumerate() {
         if d == 0 {
-            return Err(IngestError::invalid(format!("shape: {shape:?} has zero {}", names[i])));
+            return Err(IngestError::invalid(format!(
+                "shape: {shape:?} has zero {}",
+                names[i]
+            )));
         }
     }
     limits.check("repetitions", s[0], limits.max_repetitions)?;
@@ -165,7 +178,11 @@ fn position(shape: &[u64], mut i: u64) -> String {
         idx[k] = i % shape[k];
         i /= shape[k];
     }
-    idx.iter().zip(names).map(|(v, n)| format!("{n} {v}")).collect::<Vec<_>>().join(", ")
+    idx.iter()
+        .zip(names)
+        .map(|(v, n)| format!("{n} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks values against the NaN policy as they pass, counting masked ones.
@@ -190,7 +207,11 @@ impl Values<'_> {
         Err(IngestError::invalid(format!(
             "values: {v} at {}{}",
             position(self.shape, i),
-            if v.is_nan() { "; set nan_policy=mask to store missing values as NaN" } else { "; infinities are never accepted" }
+            if v.is_nan() {
+                "; set nan_policy=mask to store missing values as NaN"
+            } else {
+                "; infinities are never accepted"
+            }
         )))
     }
 }
@@ -207,14 +228,22 @@ fn stream_npy<R: Read>(
     sink: File,
 ) -> Result<RecordingData> {
     if !h.elem.is_numeric() {
-        return Err(IngestError::invalid(format!("{field}: dtype {:?} is not numeric", h.descr)));
+        return Err(IngestError::invalid(format!(
+            "{field}: dtype {:?} is not numeric",
+            h.descr
+        )));
     }
     let shape = normalized_shape(&h.shape, limits)?;
     let ty = OutType::for_source(h.elem);
     limits.check_bytes("shape", &shape, ty.size())?;
     let stimulus_index = stimulus_index(shape[1], ids, set_ids)?;
     let mut out = NpyOut::new(sink, ty, &shape)?;
-    let mut vals = Values { shape: &shape, policy, at: 0, nan: 0 };
+    let mut vals = Values {
+        shape: &shape,
+        policy,
+        at: 0,
+        nan: 0,
+    };
     let item = h.elem.size() as usize;
     npy::for_each_piece(r, h, field, |p| {
         for b in p.chunks_exact(item) {
@@ -222,7 +251,9 @@ fn stream_npy<R: Read>(
         }
         Ok(())
     })?;
-    out.finish()?.sync_all().map_err(|e| IngestError::io("output", e))?;
+    out.finish()?
+        .sync_all()
+        .map_err(|e| IngestError::io("output", e))?;
     let nan_count = vals.nan;
     Ok(RecordingData {
         format: Format::Npy,
@@ -238,17 +269,50 @@ fn stream_npy<R: Read>(
     })
 }
 
-fn read_npz(path: &Path, opts: &RecordingOptions, set_ids: &[String], policy: NanPolicy, limits: &Limits, sink: File) -> Result<RecordingData> {
+fn read_npz(
+    path: &Path,
+    opts: &RecordingOptions,
+    set_ids: &[String],
+    policy: NanPolicy,
+    limits: &Limits,
+    sink: File,
+) -> Result<RecordingData> {
     let f = File::open(path).map_err(|e| IngestError::io("file", e))?;
     let mut ar = Archive::open(BufReader::new(f), limits, "file")?;
-    let arrays: Vec<String> = ar.names().iter().filter_map(|n| n.strip_suffix(".npy").map(str::to_string)).collect();
-    let key = pick_npz_key(&arrays, opts.key.as_deref(), &["responses", "recording", "data", "x"], &["stimulus_ids", "neuron_ids"])?;
-    let ids = if arrays.iter().any(|a| a == "stimulus_ids") { Some(npz_strings(&mut ar, "stimulus_ids")?) } else { None };
-    let neuron_ids = if arrays.iter().any(|a| a == "neuron_ids") { Some(npz_strings(&mut ar, "neuron_ids")?) } else { None };
+    let arrays: Vec<String> = ar
+        .names()
+        .iter()
+        .filter_map(|n| n.strip_suffix(".npy").map(str::to_string))
+        .collect();
+    let key = pick_npz_key(
+        &arrays,
+        opts.key.as_deref(),
+        &["responses", "recording", "data", "x"],
+        &["stimulus_ids", "neuron_ids"],
+    )?;
+    let ids = if arrays.iter().any(|a| a == "stimulus_ids") {
+        Some(npz_strings(&mut ar, "stimulus_ids")?)
+    } else {
+        None
+    };
+    let neuron_ids = if arrays.iter().any(|a| a == "neuron_ids") {
+        Some(npz_strings(&mut ar, "neuron_ids")?)
+    } else {
+        None
+    };
     let field = format!("key {key:?}");
     let mut r = ar.open_entry(&format!("{key}.npy"))?;
     let h = npy::read_header(&mut r, &field)?;
-    let mut d = stream_npy(&mut r, &h, &field, ids.as_deref(), set_ids, policy, limits, sink)?;
+    let mut d = stream_npy(
+        &mut r,
+        &h,
+        &field,
+        ids.as_deref(),
+        set_ids,
+        policy,
+        limits,
+        sink,
+    )?;
     d.format = Format::Npz;
     d.source = json!({"key": key});
     if let Some(n) = neuron_ids {
@@ -259,25 +323,50 @@ fn read_npz(path: &Path, opts: &RecordingOptions, set_ids: &[String], policy: Na
 
 fn set_neuron_ids(d: &mut RecordingData, ids: Vec<String>) -> Result<()> {
     if ids.len() as u64 != d.shape[2] {
-        return Err(IngestError::invalid(format!("neuron_ids: {} ids for {} neurons", ids.len(), d.shape[2])));
+        return Err(IngestError::invalid(format!(
+            "neuron_ids: {} ids for {} neurons",
+            ids.len(),
+            d.shape[2]
+        )));
     }
     d.neuron_ids = ids;
     Ok(())
 }
 
 /// Writes a dense in-memory array through the NaN policy.
-fn write_dense(values: &[f64], shape: &[u64], ty: OutType, policy: NanPolicy, sink: File) -> Result<u64> {
+fn write_dense(
+    values: &[f64],
+    shape: &[u64],
+    ty: OutType,
+    policy: NanPolicy,
+    sink: File,
+) -> Result<u64> {
     let mut out = NpyOut::new(sink, ty, shape)?;
-    let mut vals = Values { shape, policy, at: 0, nan: 0 };
+    let mut vals = Values {
+        shape,
+        policy,
+        at: 0,
+        nan: 0,
+    };
     for &v in values {
         out.push(vals.check(v)?)?;
     }
-    out.finish()?.sync_all().map_err(|e| IngestError::io("output", e))?;
+    out.finish()?
+        .sync_all()
+        .map_err(|e| IngestError::io("output", e))?;
     Ok(vals.nan)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn read_hdf5(path: &Path, opts: &RecordingOptions, set_ids: &[String], policy: NanPolicy, limits: &Limits, sink: File, format: Format) -> Result<RecordingData> {
+fn read_hdf5(
+    path: &Path,
+    opts: &RecordingOptions,
+    set_ids: &[String],
+    policy: NanPolicy,
+    limits: &Limits,
+    sink: File,
+    format: Format,
+) -> Result<RecordingData> {
     let h5 = H5::open(path, limits)?;
     let ds = opts.dataset.as_deref().ok_or_else(|| {
         IngestError::invalid("dataset: required for an HDF5 recording (the path of the repetitions × stimuli × neurons array)")
@@ -285,8 +374,16 @@ fn read_hdf5(path: &Path, opts: &RecordingOptions, set_ids: &[String], policy: N
     let ty_name = h5.type_name("dataset", ds)?;
     let (src_shape, values) = h5.read_f64("dataset", ds, limits)?;
     let shape = normalized_shape(&src_shape, limits)?;
-    let ty = if ty_name == "float32" { OutType::F32 } else { OutType::F64 };
-    let ids = opts.stimulus_ids_dataset.as_deref().map(|p| h5.read_strings("stimulus_ids_dataset", p, limits)).transpose()?;
+    let ty = if ty_name == "float32" {
+        OutType::F32
+    } else {
+        OutType::F64
+    };
+    let ids = opts
+        .stimulus_ids_dataset
+        .as_deref()
+        .map(|p| h5.read_strings("stimulus_ids_dataset", p, limits))
+        .transpose()?;
     let stimulus_index = stimulus_index(shape[1], ids.as_deref(), set_ids)?;
     let nan_count = write_dense(&values, &shape, ty, policy, sink)?;
     let mut d = RecordingData {
@@ -308,10 +405,17 @@ fn read_hdf5(path: &Path, opts: &RecordingOptions, set_ids: &[String], policy: N
 }
 
 /// Stimuli named by a file's rows, in the set's order; unknown ids are an error.
-fn present_in_set_order(set_ids: &[String], seen: &HashMap<String, u32>) -> Result<(Vec<u32>, HashMap<String, usize>)> {
+fn present_in_set_order(
+    set_ids: &[String],
+    seen: &HashMap<String, u32>,
+) -> Result<(Vec<u32>, HashMap<String, usize>)> {
     let unknown: Vec<String> = {
         let known: std::collections::HashSet<&str> = set_ids.iter().map(String::as_str).collect();
-        let mut u: Vec<String> = seen.keys().filter(|k| !known.contains(k.as_str())).map(|k| format!("{k:?}")).collect();
+        let mut u: Vec<String> = seen
+            .keys()
+            .filter(|k| !known.contains(k.as_str()))
+            .map(|k| format!("{k:?}"))
+            .collect();
         u.sort();
         u
     };
@@ -333,7 +437,13 @@ fn present_in_set_order(set_ids: &[String], seen: &HashMap<String, u32>) -> Resu
     Ok((index, axis))
 }
 
-fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits, sink: File) -> Result<RecordingData> {
+fn read_csv(
+    path: &Path,
+    set_ids: &[String],
+    policy: NanPolicy,
+    limits: &Limits,
+    sink: File,
+) -> Result<RecordingData> {
     let f = File::open(path).map_err(|e| IngestError::io("file", e))?;
     let mut rd = csv::ReaderBuilder::new().from_reader(BufReader::with_capacity(1 << 20, f));
     let headers: Vec<String> = rd
@@ -371,16 +481,28 @@ fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits,
         match rd.read_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => return Err(IngestError::invalid(format!("file: line {}: {e}", line + 1))),
+            Err(e) => {
+                return Err(IngestError::invalid(format!(
+                    "file: line {}: {e}",
+                    line + 1
+                )))
+            }
         }
         line += 1;
         let at = |c: usize| rec.get(c).unwrap_or("").trim();
         let int = |c: usize, name: &str| -> Result<i64> {
-            at(c).parse::<i64>().map_err(|_| IngestError::invalid(format!("file: line {line}: {name} {:?} is not an integer", at(c))))
+            at(c).parse::<i64>().map_err(|_| {
+                IngestError::invalid(format!(
+                    "file: line {line}: {name} {:?} is not an integer",
+                    at(c)
+                ))
+            })
         };
         let value = match at(vc) {
             "" | "nan" | "NaN" | "NA" => f64::NAN,
-            v => v.parse::<f64>().map_err(|_| IngestError::invalid(format!("file: line {line}: value {v:?} is not a number")))?,
+            v => v.parse::<f64>().map_err(|_| {
+                IngestError::invalid(format!("file: line {line}: value {v:?} is not a number"))
+            })?,
         };
         let rep = int(rc, "repetition")?;
         let bin = match tc {
@@ -388,7 +510,9 @@ fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits,
             None => 0,
         };
         if rep < 0 || bin < 0 {
-            return Err(IngestError::invalid(format!("file: line {line}: repetition and time_bin must be >= 0")));
+            return Err(IngestError::invalid(format!(
+                "file: line {line}: repetition and time_bin must be >= 0"
+            )));
         }
         limits.check("time bins", bin as u64 + 1, limits.max_time_bins)?;
         let s = at(sc).to_string();
@@ -404,10 +528,19 @@ fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits,
             n_
         });
         limits.check("neurons", neurons.len() as u64, limits.max_neurons)?;
-        rows.push(Row { stim, neuron, rep, bin: bin as u32, value, line });
+        rows.push(Row {
+            stim,
+            neuron,
+            rep,
+            bin: bin as u32,
+            value,
+            line,
+        });
     }
     if rows.is_empty() {
-        return Err(IngestError::invalid("file: the CSV has a header but no rows"));
+        return Err(IngestError::invalid(
+            "file: the CSV has a header but no rows",
+        ));
     }
     let (stimulus_index, axis) = present_in_set_order(set_ids, &stims)?;
     // Each stimulus's repetition labels, sorted, become 0..k.
@@ -422,14 +555,20 @@ fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits,
     let r_max = reps.iter().map(Vec::len).max().unwrap_or(0) as u64;
     let b = rows.iter().map(|r| r.bin).max().unwrap_or(0) as u64 + 1;
     let (s, n) = (stimulus_index.len() as u64, neuron_ids.len() as u64);
-    let shape = if b > 1 { vec![r_max, s, n, b] } else { vec![r_max, s, n] };
+    let shape = if b > 1 {
+        vec![r_max, s, n, b]
+    } else {
+        vec![r_max, s, n]
+    };
     let shape = normalized_shape(&shape, limits)?;
     limits.check_bytes("shape", &shape, 8)?;
     let total = (r_max * s * n * b) as usize;
     let mut dense = vec![f64::NAN; total];
     let mut filled = vec![false; total];
     let slot = |r: &Row| -> usize {
-        let ri = reps[r.stim as usize].binary_search(&r.rep).expect("collected") as u64;
+        let ri = reps[r.stim as usize]
+            .binary_search(&r.rep)
+            .expect("collected") as u64;
         let si = axis[&stim_names[r.stim as usize]] as u64;
         (((ri * s + si) * n + r.neuron as u64) * b + r.bin as u64) as usize
     };
@@ -481,7 +620,13 @@ fn read_csv(path: &Path, set_ids: &[String], policy: NanPolicy, limits: &Limits,
     })
 }
 
-fn read_nwb(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &Limits, sink: File) -> Result<RecordingData> {
+fn read_nwb(
+    path: &Path,
+    opts: &RecordingOptions,
+    set_ids: &[String],
+    limits: &Limits,
+    sink: File,
+) -> Result<RecordingData> {
     let h5 = H5::open(path, limits)?;
     if !h5.has("/units/spike_times") {
         return Err(IngestError::invalid(
@@ -490,7 +635,9 @@ fn read_nwb(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &L
         ));
     }
     if !h5.has("/units/spike_times_index") {
-        return Err(IngestError::invalid("file: the NWB Units table has no spike_times_index"));
+        return Err(IngestError::invalid(
+            "file: the NWB Units table has no spike_times_index",
+        ));
     }
     let table = opts.intervals.as_deref().unwrap_or("trials");
     let base = format!("/intervals/{table}");
@@ -508,10 +655,14 @@ fn read_nwb(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &L
     }
     let w0 = opts.window_start.unwrap_or(0.0);
     let w1 = opts.window_end.ok_or_else(|| {
-        IngestError::invalid("window_end: required for NWB spike binning (seconds after each presentation's start)")
+        IngestError::invalid(
+            "window_end: required for NWB spike binning (seconds after each presentation's start)",
+        )
     })?;
     if !(w0.is_finite() && w1.is_finite() && w1 > w0) {
-        return Err(IngestError::invalid(format!("window_end: must be after window_start ({w0}), got {w1}")));
+        return Err(IngestError::invalid(format!(
+            "window_end: must be after window_start ({w0}), got {w1}"
+        )));
     }
     let bin = opts.bin_size.unwrap_or(w1 - w0);
     let nbins_f = (w1 - w0) / bin;
@@ -550,7 +701,10 @@ fn read_nwb(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &L
         }
         let mut t = spikes[lo..end].to_vec();
         if t.iter().any(|v| !v.is_finite()) {
-            return Err(IngestError::invalid(format!("units: unit {:?} has non-finite spike times", neuron_ids[u])));
+            return Err(IngestError::invalid(format!(
+                "units: unit {:?} has non-finite spike times",
+                neuron_ids[u]
+            )));
         }
         t.sort_by(f64::total_cmp);
         units.push(t);
@@ -572,14 +726,20 @@ fn read_nwb(path: &Path, opts: &RecordingOptions, set_ids: &[String], limits: &L
     let (stimulus_index, axis) = present_in_set_order(set_ids, &seen)?;
     let r_max = seen.values().copied().max().unwrap_or(0) as u64;
     let (s, n) = (stimulus_index.len() as u64, units.len() as u64);
-    let shape = if b > 1 { vec![r_max, s, n, b] } else { vec![r_max, s, n] };
+    let shape = if b > 1 {
+        vec![r_max, s, n, b]
+    } else {
+        vec![r_max, s, n]
+    };
     let shape = normalized_shape(&shape, limits)?;
     limits.check_bytes("shape", &shape, 8)?;
     let mut dense = vec![f64::NAN; (r_max * s * n * b) as usize];
     let mut occurrence: HashMap<&str, u64> = HashMap::new();
     for (t, (stim, &start)) in stim_of.iter().zip(&starts).enumerate() {
         if !start.is_finite() {
-            return Err(IngestError::invalid(format!("intervals: start_time[{t}] is not finite")));
+            return Err(IngestError::invalid(format!(
+                "intervals: start_time[{t}] is not finite"
+            )));
         }
         let rep = occurrence.entry(stim.as_str()).or_insert(0);
         let si = axis[stim] as u64;

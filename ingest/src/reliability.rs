@@ -19,7 +19,12 @@ const BLOCK_BYTES: u64 = 64 << 20;
 /// `shape` is reps × stimuli × neurons [× bins]; `data_offset` where the
 /// values start in `file`. None for a neuron with fewer than 3 shared cells,
 /// no variance, or when there is only one repetition.
-pub fn split_half(file: &mut File, data_offset: u64, ty: OutType, shape: &[u64]) -> Result<Vec<Option<f64>>> {
+pub fn split_half(
+    file: &mut File,
+    data_offset: u64,
+    ty: OutType,
+    shape: &[u64],
+) -> Result<Vec<Option<f64>>> {
     let (r, s, n) = (shape[0], shape[1], shape[2]);
     let b = shape.get(3).copied().unwrap_or(1);
     if r < 2 {
@@ -75,7 +80,9 @@ fn pearson(p: &[(f64, f64)]) -> Option<f64> {
         return None;
     }
     let m = p.len() as f64;
-    let (mx, my) = p.iter().fold((0.0, 0.0), |a, &(x, y)| (a.0 + x / m, a.1 + y / m));
+    let (mx, my) = p
+        .iter()
+        .fold((0.0, 0.0), |a, &(x, y)| (a.0 + x / m, a.1 + y / m));
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
     for &(x, y) in p {
         sxy += (x - mx) * (y - my);

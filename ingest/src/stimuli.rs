@@ -81,7 +81,12 @@ pub struct StimulusSetData {
 }
 
 /// Reads `path` and writes the normalized array to `out`.
-pub fn read(path: &Path, opts: &StimulusOptions, limits: &Limits, out: &Path) -> Result<StimulusSetData> {
+pub fn read(
+    path: &Path,
+    opts: &StimulusOptions,
+    limits: &Limits,
+    out: &Path,
+) -> Result<StimulusSetData> {
     let format = match opts.format {
         Some(f) => f,
         None => sniff(path)?,
@@ -156,7 +161,13 @@ struct NpyItems<R: Read> {
 
 impl<R: Read> NpyItems<R> {
     fn new(r: R, h: NpyHeader, field: &str) -> Self {
-        NpyItems { r, h, field: field.to_string(), raw: Vec::new(), read: 0 }
+        NpyItems {
+            r,
+            h,
+            field: field.to_string(),
+            raw: Vec::new(),
+            read: 0,
+        }
     }
     fn finish(mut self) -> Result<()> {
         let mut extra = [0u8; 1];
@@ -187,7 +198,12 @@ impl<R: Read> Items for NpyItems<R> {
                     )))
                 }
                 Ok(n) => got += n,
-                Err(e) => return Err(IngestError::invalid(format!("{}: cannot read: {e}", self.field))),
+                Err(e) => {
+                    return Err(IngestError::invalid(format!(
+                        "{}: cannot read: {e}",
+                        self.field
+                    )))
+                }
             }
         }
         self.read += got as u64;
@@ -217,7 +233,10 @@ impl Items for VecItems {
 
 fn infer_layout(shape: &[u64], declared: Option<Layout>) -> Result<LayoutReport> {
     if let Some(l) = declared {
-        return Ok(LayoutReport { source: l, how: "declared".into() });
+        return Ok(LayoutReport {
+            source: l,
+            how: "declared".into(),
+        });
     }
     let ch = |d: u64| d == 1 || d == 3;
     let (first, last) = (shape[1], shape[3]);
@@ -230,7 +249,10 @@ fn infer_layout(shape: &[u64], declared: Option<Layout>) -> Result<LayoutReport>
             )))
         }
     };
-    Ok(LayoutReport { source, how: "inferred".into() })
+    Ok(LayoutReport {
+        source,
+        how: "inferred".into(),
+    })
 }
 
 /// Converts an N × … array, one stimulus at a time.
@@ -269,7 +291,11 @@ fn from_array(
     };
     // Normalized shape and, for images, (c, h, w) and whether the source is channels-last.
     let (out_shape, chw, nhwc) = match (kind, &layout) {
-        (StimulusKind::Images, None) => (vec![n, 1, shape[1], shape[2]], Some((1, shape[1], shape[2])), false),
+        (StimulusKind::Images, None) => (
+            vec![n, 1, shape[1], shape[2]],
+            Some((1, shape[1], shape[2])),
+            false,
+        ),
         (StimulusKind::Images, Some(l)) => {
             let (c, h, w) = match l.source {
                 Layout::Nhwc => (shape[3], shape[1], shape[2]),
@@ -298,7 +324,11 @@ fn from_array(
     };
     limits.check_bytes("shape", &out_shape, dtype.size())?;
     let per: usize = shape[1..].iter().product::<u64>() as usize;
-    let scale = if is_u8 && kind == StimulusKind::Images { 1.0 / 255.0 } else { 1.0 };
+    let scale = if is_u8 && kind == StimulusKind::Images {
+        1.0 / 255.0
+    } else {
+        1.0
+    };
     let mut out = NpyOut::new(&mut *sink, dtype, &out_shape)?;
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     let mut buf = Vec::with_capacity(per);
@@ -332,9 +362,15 @@ fn from_array(
                 let (tlo, thi) = if is_u8 {
                     (0.0, 1.0)
                 } else {
-                    chw_buf.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |a, &v| (a.0.min(v as f64), a.1.max(v as f64)))
+                    chw_buf
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |a, &v| {
+                            (a.0.min(v as f64), a.1.max(v as f64))
+                        })
                 };
-                thumbnails.push(images::thumbnail(&chw_buf, c, h as usize, w as usize, tlo, thi)?);
+                thumbnails.push(images::thumbnail(
+                    &chw_buf, c, h as usize, w as usize, tlo, thi,
+                )?);
             }
             None => out.push_all(&buf)?,
         }
@@ -359,21 +395,39 @@ fn from_array(
 
 const NPZ_META: [&str; 2] = ["stimulus_ids", "labels"];
 
-fn read_npz(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut File) -> Result<StimulusSetData> {
+fn read_npz(
+    path: &Path,
+    opts: &StimulusOptions,
+    limits: &Limits,
+    sink: &mut File,
+) -> Result<StimulusSetData> {
     let mut ar = Archive::open(BufReader::new(open(path)?), limits, "file")?;
     let arrays: Vec<String> = ar
         .names()
         .iter()
         .filter_map(|n| n.strip_suffix(".npy").map(str::to_string))
         .collect();
-    let key = pick_npz_key(&arrays, opts.key.as_deref(), &["images", "stimuli", "features", "x"], &NPZ_META)?;
+    let key = pick_npz_key(
+        &arrays,
+        opts.key.as_deref(),
+        &["images", "stimuli", "features", "x"],
+        &NPZ_META,
+    )?;
     let mut data = {
         let entry = format!("{key}.npy");
         let mut r = ar.open_entry(&entry)?;
         let field = format!("key {key:?}");
         let h = npy::read_header(&mut r, &field)?;
         let mut items = NpyItems::new(r, h.clone(), &field);
-        let d = from_array(&h.shape, &h.descr, h.elem == Elem::UInt(1), &mut items, opts, limits, sink)?;
+        let d = from_array(
+            &h.shape,
+            &h.descr,
+            h.elem == Elem::UInt(1),
+            &mut items,
+            opts,
+            limits,
+            sink,
+        )?;
         items.finish()?;
         d
     };
@@ -390,7 +444,10 @@ fn read_npz(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut Fil
 }
 
 /// Text (or integer) 1-D array `name` of an `.npz`.
-pub fn npz_strings<R: Read + std::io::Seek>(ar: &mut Archive<R>, name: &str) -> Result<Vec<String>> {
+pub fn npz_strings<R: Read + std::io::Seek>(
+    ar: &mut Archive<R>,
+    name: &str,
+) -> Result<Vec<String>> {
     let mut r = ar.open_entry(&format!("{name}.npy"))?;
     let h = npy::read_header(&mut r, name)?;
     npy::read_strings(&mut r, &h, name)
@@ -398,9 +455,16 @@ pub fn npz_strings<R: Read + std::io::Seek>(ar: &mut Archive<R>, name: &str) -> 
 
 /// The array an `.npz` upload means: the requested key, else a conventional
 /// name, else the only array that is not metadata.
-pub fn pick_npz_key(arrays: &[String], key: Option<&str>, conventional: &[&str], meta: &[&str]) -> Result<String> {
+pub fn pick_npz_key(
+    arrays: &[String],
+    key: Option<&str>,
+    conventional: &[&str],
+    meta: &[&str],
+) -> Result<String> {
     if arrays.is_empty() {
-        return Err(IngestError::invalid("file: the .npz archive holds no .npy arrays"));
+        return Err(IngestError::invalid(
+            "file: the .npz archive holds no .npy arrays",
+        ));
     }
     if let Some(k) = key {
         if arrays.iter().any(|a| a == k) {
@@ -414,7 +478,10 @@ pub fn pick_npz_key(arrays: &[String], key: Option<&str>, conventional: &[&str],
     if let Some(c) = conventional.iter().find(|c| arrays.iter().any(|a| a == *c)) {
         return Ok(c.to_string());
     }
-    let data: Vec<&String> = arrays.iter().filter(|a| !meta.contains(&a.as_str())).collect();
+    let data: Vec<&String> = arrays
+        .iter()
+        .filter(|a| !meta.contains(&a.as_str()))
+        .collect();
     match data.as_slice() {
         [one] => Ok(one.to_string()),
         _ => Err(IngestError::invalid(format!(
@@ -424,12 +491,19 @@ pub fn pick_npz_key(arrays: &[String], key: Option<&str>, conventional: &[&str],
     }
 }
 
-fn read_hdf5(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut File, format: Format) -> Result<StimulusSetData> {
+fn read_hdf5(
+    path: &Path,
+    opts: &StimulusOptions,
+    limits: &Limits,
+    sink: &mut File,
+    format: Format,
+) -> Result<StimulusSetData> {
     let h5 = H5::open(path, limits)?;
-    let ds = opts
-        .dataset
-        .as_deref()
-        .ok_or_else(|| IngestError::invalid("dataset: required for an HDF5 stimulus set (the path of the stimulus array)"))?;
+    let ds = opts.dataset.as_deref().ok_or_else(|| {
+        IngestError::invalid(
+            "dataset: required for an HDF5 stimulus set (the path of the stimulus array)",
+        )
+    })?;
     let ty = h5.type_name("dataset", ds)?;
     let (shape, values) = h5.read_f64("dataset", ds, limits)?;
     let is_u8 = ty == "uint8";
@@ -459,18 +533,18 @@ fn read_manifest(bytes: &[u8]) -> Result<(Vec<String>, Vec<ManifestRow>, bool)> 
     let mut rd = csv::ReaderBuilder::new().flexible(false).from_reader(bytes);
     let headers: Vec<String> = rd
         .headers()
-        .map_err(|e| IngestError::invalid(format!("manifest.csv: cannot read the header row ({e})")))?
+        .map_err(|e| {
+            IngestError::invalid(format!("manifest.csv: cannot read the header row ({e})"))
+        })?
         .iter()
         .map(|h| h.trim().to_string())
         .collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (idc, filec) = match (col("stimulus_id"), col("filename")) {
         (Some(i), Some(f)) => (i, f),
-        _ => {
-            return Err(IngestError::invalid(format!(
-                "manifest.csv: the header must have stimulus_id and filename columns, got {headers:?}"
-            )))
-        }
+        _ => return Err(IngestError::invalid(format!(
+            "manifest.csv: the header must have stimulus_id and filename columns, got {headers:?}"
+        ))),
     };
     let labelc = col("label");
     let extra_cols: Vec<usize> = (0..headers.len())
@@ -478,7 +552,8 @@ fn read_manifest(bytes: &[u8]) -> Result<(Vec<String>, Vec<ManifestRow>, bool)> 
         .collect();
     let mut rows = Vec::new();
     for (line, rec) in rd.records().enumerate() {
-        let rec = rec.map_err(|e| IngestError::invalid(format!("manifest.csv: line {}: {e}", line + 2)))?;
+        let rec =
+            rec.map_err(|e| IngestError::invalid(format!("manifest.csv: line {}: {e}", line + 2)))?;
         rows.push(ManifestRow {
             id: rec[idc].trim().to_string(),
             file: rec[filec].trim().to_string(),
@@ -486,31 +561,52 @@ fn read_manifest(bytes: &[u8]) -> Result<(Vec<String>, Vec<ManifestRow>, bool)> 
             extra: extra_cols.iter().map(|&c| rec[c].to_string()).collect(),
         });
     }
-    Ok((extra_cols.iter().map(|&c| headers[c].clone()).collect(), rows, labelc.is_some()))
+    Ok((
+        extra_cols.iter().map(|&c| headers[c].clone()).collect(),
+        rows,
+        labelc.is_some(),
+    ))
 }
 
-fn read_zip(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut File) -> Result<StimulusSetData> {
+fn read_zip(
+    path: &Path,
+    opts: &StimulusOptions,
+    limits: &Limits,
+    sink: &mut File,
+) -> Result<StimulusSetData> {
     if matches!(opts.kind, Some(k) if k != StimulusKind::Images) {
-        return Err(IngestError::invalid("kind: a zip with a manifest holds images"));
+        return Err(IngestError::invalid(
+            "kind: a zip with a manifest holds images",
+        ));
     }
     let resize = opts.resize.as_deref().map(images::parse_size).transpose()?;
     let mut ar = Archive::open(BufReader::new(open(path)?), limits, "file")?;
     if !ar.contains(MANIFEST) {
-        return Err(IngestError::invalid("file: the zip has no manifest.csv at its top level"));
+        return Err(IngestError::invalid(
+            "file: the zip has no manifest.csv at its top level",
+        ));
     }
     let (extra_columns, rows, has_label) = read_manifest(&ar.read_entry(MANIFEST)?)?;
     if rows.is_empty() {
         return Err(IngestError::invalid("manifest.csv: lists no stimuli"));
     }
     limits.check("stimuli", rows.len() as u64, limits.max_stimuli)?;
-    let unsafe_names: Vec<String> = rows.iter().filter(|r| !is_safe_path(&r.file)).map(|r| format!("{:?}", r.file)).collect();
+    let unsafe_names: Vec<String> = rows
+        .iter()
+        .filter(|r| !is_safe_path(&r.file))
+        .map(|r| format!("{:?}", r.file))
+        .collect();
     if !unsafe_names.is_empty() {
         return Err(IngestError::invalid(format!(
             "manifest.csv: filename(s) with an unsafe path (absolute or with '..'): {}",
             list_some(&unsafe_names, 20)
         )));
     }
-    let missing: Vec<String> = rows.iter().filter(|r| !ar.contains(&r.file)).map(|r| format!("{:?}", r.file)).collect();
+    let missing: Vec<String> = rows
+        .iter()
+        .filter(|r| !ar.contains(&r.file))
+        .map(|r| format!("{:?}", r.file))
+        .collect();
     if !missing.is_empty() {
         return Err(IngestError::invalid(format!(
             "manifest.csv: {} file(s) are not in the archive: {}",
@@ -555,9 +651,13 @@ fn read_zip(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut Fil
         for &v in &px {
             out.push(v as f64)?;
         }
-        thumbnails.push(images::thumbnail(&px, c as usize, h as usize, w as usize, 0.0, 1.0)?);
+        thumbnails.push(images::thumbnail(
+            &px, c as usize, h as usize, w as usize, 0.0, 1.0,
+        )?);
     }
-    out.finish()?.flush().map_err(|e| IngestError::io("output", e))?;
+    out.finish()?
+        .flush()
+        .map_err(|e| IngestError::io("output", e))?;
     Ok(StimulusSetData {
         format: Format::Zip,
         kind: StimulusKind::Images,
@@ -568,7 +668,11 @@ fn read_zip(path: &Path, opts: &StimulusOptions, limits: &Limits, sink: &mut Fil
         value_range: (0.0, 1.0),
         resized_to: resize,
         ids: rows.iter().map(|r| r.id.clone()).collect(),
-        labels: has_label.then(|| rows.iter().map(|r| r.label.clone().unwrap_or_default()).collect()),
+        labels: has_label.then(|| {
+            rows.iter()
+                .map(|r| r.label.clone().unwrap_or_default())
+                .collect()
+        }),
         extra_columns,
         extra: rows.into_iter().map(|r| r.extra).collect(),
         thumbnails,

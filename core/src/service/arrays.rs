@@ -105,7 +105,15 @@ impl Service {
             )));
         }
         let mut tx = self.pool.begin().await?;
-        let meta = insert_array(&mut tx, &mut writer, caller.lab_id(), name, header.dtype.name(), &header.shape).await?;
+        let meta = insert_array(
+            &mut tx,
+            &mut writer,
+            caller.lab_id(),
+            name,
+            header.dtype.name(),
+            &header.shape,
+        )
+        .await?;
         tx.commit().await?;
         writer.committed();
         Ok(meta)

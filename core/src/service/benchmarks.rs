@@ -21,7 +21,8 @@ use crate::resources::{Benchmark, BenchmarkSplits, NewBenchmark};
 const COLUMNS: &str = "b.id, b.name, b.version, b.description, b.recording_id, b.metric, b.ceiling, \
      b.neuron_filter, b.neurons, b.splits, b.public, b.published_at, b.deprecated_at, b.deprecation_reason, \
      b.created_at, l.name AS lab, cardinality(r.neuron_ids) AS all_neurons";
-const FROM: &str = "benchmarks b JOIN labs l ON l.id = b.lab_id JOIN recordings r ON r.id = b.recording_id";
+const FROM: &str =
+    "benchmarks b JOIN labs l ON l.id = b.lab_id JOIN recordings r ON r.id = b.recording_id";
 
 /// Which benchmarks a listing shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, utoipa::ToSchema)]
@@ -46,8 +47,13 @@ pub struct BenchmarkFilter {
 fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
         return Err(Error::invalid(format!(
             "name: {name:?} must be 1–100 characters of letters, digits, '-', '_' or '.', starting with a letter or digit"
@@ -56,7 +62,10 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-fn json_column<T: serde::de::DeserializeOwned>(r: &sqlx::postgres::PgRow, c: &str) -> Result<Option<T>> {
+fn json_column<T: serde::de::DeserializeOwned>(
+    r: &sqlx::postgres::PgRow,
+    c: &str,
+) -> Result<Option<T>> {
     r.try_get::<Option<Value>, _>(c)?
         .map(serde_json::from_value)
         .transpose()
@@ -92,7 +101,9 @@ fn from_row(r: &sqlx::postgres::PgRow) -> Result<Benchmark> {
 
 /// Folds the benchmark's splits into the metric's options.
 fn with_splits(metric: &MetricRequest, splits: Option<&BenchmarkSplits>) -> Result<MetricRequest> {
-    let Some(s) = splits else { return Ok(metric.clone()) };
+    let Some(s) = splits else {
+        return Ok(metric.clone());
+    };
     let (id, mut options) = match metric {
         MetricRequest::Id(id) => (id.clone(), serde_json::Map::new()),
         MetricRequest::WithOptions { id, options } => (id.clone(), options.clone()),
@@ -107,7 +118,10 @@ fn with_splits(metric: &MetricRequest, splits: Option<&BenchmarkSplits>) -> Resu
         options.insert("seed".into(), seed.into());
     }
     if let Some(ex) = &s.explicit {
-        options.insert("splits".into(), serde_json::to_value(ex).map_err(Error::internal)?);
+        options.insert(
+            "splits".into(),
+            serde_json::to_value(ex).map_err(Error::internal)?,
+        );
     }
     Ok(MetricRequest::WithOptions { id, options })
 }
@@ -116,12 +130,20 @@ impl Service {
     pub async fn create_benchmark(&self, caller: &Caller, req: NewBenchmark) -> Result<Benchmark> {
         check_name(&req.name)?;
         if req.description.chars().count() > 10_000 {
-            return Err(Error::invalid("description: must be at most 10000 characters"));
+            return Err(Error::invalid(
+                "description: must be at most 10000 characters",
+            ));
         }
-        let rec = self.get_recording(caller, req.recording).await.map_err(|e| match e.code() {
-            ErrorCode::NotFound => Error::invalid(format!("recording: {} is not a recording of this lab", req.recording)),
-            _ => e,
-        })?;
+        let rec = self
+            .get_recording(caller, req.recording)
+            .await
+            .map_err(|e| match e.code() {
+                ErrorCode::NotFound => Error::invalid(format!(
+                    "recording: {} is not a recording of this lab",
+                    req.recording
+                )),
+                _ => e,
+            })?;
         let metric_req = with_splits(&req.metric, req.splits.as_ref())?;
         let metric = Metric::parse("metric", &metric_req)?;
         metric.check_against("metric", rec.stimuli, 1, rec.repetitions)?;
@@ -140,7 +162,9 @@ impl Service {
             None => None,
             Some(f) => {
                 if !f.min_reliability.is_finite() {
-                    return Err(Error::invalid("neuron_filter.min_reliability: must be a finite number"));
+                    return Err(Error::invalid(
+                        "neuron_filter.min_reliability: must be a finite number",
+                    ));
                 }
                 let all = self.recording_neurons(caller, rec.id).await?;
                 let kept: Vec<i32> = all
@@ -149,7 +173,10 @@ impl Service {
                     .map(|n| n.index as i32)
                     .collect();
                 if kept.is_empty() {
-                    let best = all.iter().filter_map(|n| n.reliability).fold(f64::NEG_INFINITY, f64::max);
+                    let best = all
+                        .iter()
+                        .filter_map(|n| n.reliability)
+                        .fold(f64::NEG_INFINITY, f64::max);
                     return Err(Error::invalid(format!(
                         "neuron_filter.min_reliability: no neuron of {} reaches {} (the highest reliability is {})",
                         all.len(),
@@ -196,20 +223,26 @@ impl Service {
     pub async fn get_benchmark(&self, caller: &Caller, reference: &str) -> Result<Benchmark> {
         let visible = "(b.lab_id = $1 OR b.public)";
         let row = if let Ok(id) = Uuid::parse_str(reference) {
-            sqlx::query(&format!("SELECT {COLUMNS} FROM {FROM} WHERE {visible} AND b.id = $2"))
-                .bind(caller.lab_id())
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM {FROM} WHERE {visible} AND b.id = $2"
+            ))
+            .bind(caller.lab_id())
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
         } else {
             let (lab, rest) = reference.split_once('/').ok_or_else(|| {
-                Error::invalid(format!("benchmark: {reference:?} is neither an id nor lab/name[@version]"))
+                Error::invalid(format!(
+                    "benchmark: {reference:?} is neither an id nor lab/name[@version]"
+                ))
             })?;
             let (name, version) = match rest.split_once('@') {
                 Some((n, v)) => (
                     n,
                     Some(v.parse::<i32>().map_err(|_| {
-                        Error::invalid(format!("benchmark: version {v:?} in {reference:?} is not a number"))
+                        Error::invalid(format!(
+                            "benchmark: version {v:?} in {reference:?} is not a number"
+                        ))
                     })?),
                 ),
                 None => (rest, None),
@@ -229,7 +262,11 @@ impl Service {
         from_row(&row.ok_or_else(|| Error::not_found("benchmark", reference))?)
     }
 
-    pub async fn list_benchmarks(&self, caller: &Caller, f: &BenchmarkFilter) -> Result<Page<Benchmark>> {
+    pub async fn list_benchmarks(
+        &self,
+        caller: &Caller,
+        f: &BenchmarkFilter,
+    ) -> Result<Page<Benchmark>> {
         let limit = page_limit(f.limit)?;
         let cursor = f.page_token.as_deref().map(decode_cursor).transpose()?;
         let scope = match f.scope {
@@ -261,7 +298,10 @@ impl Service {
         if b.deprecated_at.is_some() {
             return Err(Error::new(
                 ErrorCode::FailedPrecondition,
-                format!("benchmark {}: a deprecated version cannot be published", b.reference),
+                format!(
+                    "benchmark {}: a deprecated version cannot be published",
+                    b.reference
+                ),
             ));
         }
         sqlx::query("UPDATE benchmarks SET public = true, published_at = COALESCE(published_at, now()), updated_at = now() WHERE id = $1")
@@ -273,7 +313,12 @@ impl Service {
 
     /// Marks a version deprecated (with a reason); it stays resolvable by id
     /// or exact version. Only its lab may; idempotent.
-    pub async fn deprecate_benchmark(&self, caller: &Caller, reference: &str, reason: Option<&str>) -> Result<Benchmark> {
+    pub async fn deprecate_benchmark(
+        &self,
+        caller: &Caller,
+        reference: &str,
+        reason: Option<&str>,
+    ) -> Result<Benchmark> {
         if reason.is_some_and(|r| r.chars().count() > 1000) {
             return Err(Error::invalid("reason: must be at most 1000 characters"));
         }
@@ -298,7 +343,10 @@ impl Service {
         if owner != caller.lab_id() {
             return Err(Error::new(
                 ErrorCode::PermissionDenied,
-                format!("benchmark {}: only its lab ({}) may change it", b.reference, b.lab),
+                format!(
+                    "benchmark {}: only its lab ({}) may change it",
+                    b.reference, b.lab
+                ),
             ));
         }
         Ok(b)

@@ -39,12 +39,16 @@ fn check_meta(m: &RecordingMeta) -> Result<()> {
         ("units", &m.units),
     ] {
         if v.as_ref().is_some_and(|v| v.chars().count() > 255) {
-            return Err(Error::invalid(format!("{field}: must be at most 255 characters")));
+            return Err(Error::invalid(format!(
+                "{field}: must be at most 255 characters"
+            )));
         }
     }
     if let Some(b) = m.bin_size_ms {
         if !(b > 0.0 && b.is_finite()) {
-            return Err(Error::invalid(format!("bin_size_ms: must be a positive number, got {b}")));
+            return Err(Error::invalid(format!(
+                "bin_size_ms: must be a positive number, got {b}"
+            )));
         }
     }
     Ok(())
@@ -72,7 +76,11 @@ const REC_COLUMNS: &str = "r.id, r.name, r.stimulus_set_id, r.array_id, r.region
 const REC_FROM: &str = "recordings r JOIN arrays a ON a.id = r.array_id";
 
 fn recording_from_row(r: &sqlx::postgres::PgRow) -> Result<Recording> {
-    let shape: Vec<u64> = r.try_get::<Vec<i64>, _>("shape")?.into_iter().map(|d| d as u64).collect();
+    let shape: Vec<u64> = r
+        .try_get::<Vec<i64>, _>("shape")?
+        .into_iter()
+        .map(|d| d as u64)
+        .collect();
     let rel: Vec<Option<f64>> = r.try_get("reliability")?;
     let modality: Option<String> = r.try_get("modality")?;
     Ok(Recording {
@@ -112,13 +120,16 @@ impl Service {
     ) -> Result<Recording> {
         let name = display_name("name", &up.name, "recording")?;
         check_meta(&up.meta)?;
-        let set_ids = self.stimulus_ids(caller, up.stimulus_set).await.map_err(|e| match e.code() {
-            crate::ErrorCode::NotFound => Error::invalid(format!(
-                "stimulus_set: {} is not a stimulus set of this lab",
-                up.stimulus_set
-            )),
-            _ => e,
-        })?;
+        let set_ids = self
+            .stimulus_ids(caller, up.stimulus_set)
+            .await
+            .map_err(|e| match e.code() {
+                crate::ErrorCode::NotFound => Error::invalid(format!(
+                    "stimulus_set: {} is not a stimulus set of this lab",
+                    up.stimulus_set
+                )),
+                _ => e,
+            })?;
         let dir = self.cfg.spool_dir();
         let (input, _) = spool(body, &dir, self.cfg.max_upload_bytes).await?;
         let out = TempFile::new_in(&dir, "recording");
@@ -150,7 +161,15 @@ impl Service {
         }
         let mut writer = self.blob_from_file(out.path()).await?;
         let mut tx = self.pool.begin().await?;
-        let array = insert_array(&mut tx, &mut writer, caller.lab_id(), &name, data.dtype.name(), &data.shape).await?;
+        let array = insert_array(
+            &mut tx,
+            &mut writer,
+            caller.lab_id(),
+            &name,
+            data.dtype.name(),
+            &data.shape,
+        )
+        .await?;
         let id = Uuid::new_v4();
         let index: Vec<i32> = data.stimulus_index.iter().map(|&i| i as i32).collect();
         let row = sqlx::query(
@@ -232,36 +251,47 @@ impl Service {
         .bind(limit as i64 + 1)
         .fetch_all(&self.pool)
         .await?;
-        let items = rows.iter().map(recording_from_row).collect::<Result<Vec<_>>>()?;
+        let items = rows
+            .iter()
+            .map(recording_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_overfetch(items, limit, |r| (r.created_at, r.id)))
     }
 
     /// Every neuron's id and split-half reliability.
     pub async fn recording_neurons(&self, caller: &Caller, id: Uuid) -> Result<Vec<Neuron>> {
-        let row = sqlx::query("SELECT neuron_ids, reliability FROM recordings WHERE id = $1 AND lab_id = $2")
-            .bind(id)
-            .bind(caller.lab_id())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::not_found("recording", id))?;
+        let row = sqlx::query(
+            "SELECT neuron_ids, reliability FROM recordings WHERE id = $1 AND lab_id = $2",
+        )
+        .bind(id)
+        .bind(caller.lab_id())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("recording", id))?;
         let ids: Vec<String> = row.try_get("neuron_ids")?;
         let rel: Vec<Option<f64>> = row.try_get("reliability")?;
         Ok(ids
             .into_iter()
             .zip(rel)
             .enumerate()
-            .map(|(i, (neuron_id, reliability))| Neuron { index: i as u32, neuron_id, reliability })
+            .map(|(i, (neuron_id, reliability))| Neuron {
+                index: i as u32,
+                neuron_id,
+                reliability,
+            })
             .collect())
     }
 
     /// The recording's stimulus ids in axis order.
     pub async fn recording_stimulus_ids(&self, caller: &Caller, id: Uuid) -> Result<Vec<String>> {
-        let row = sqlx::query("SELECT stimulus_set_id, stimulus_index FROM recordings WHERE id = $1 AND lab_id = $2")
-            .bind(id)
-            .bind(caller.lab_id())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or_else(|| Error::not_found("recording", id))?;
+        let row = sqlx::query(
+            "SELECT stimulus_set_id, stimulus_index FROM recordings WHERE id = $1 AND lab_id = $2",
+        )
+        .bind(id)
+        .bind(caller.lab_id())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("recording", id))?;
         let set: Uuid = row.try_get("stimulus_set_id")?;
         let index: Vec<i32> = row.try_get("stimulus_index")?;
         let ids = self.stimulus_ids(caller, set).await?;
@@ -309,8 +339,9 @@ pub struct RecordingParams {
 impl RecordingParams {
     pub fn into_upload(self) -> Result<RecordingUpload> {
         use super::stimuli::{nonempty, parse_enum};
-        let set = nonempty(self.stimulus_set)
-            .ok_or_else(|| Error::invalid("stimulus_set: required (the id of the recording's stimulus set)"))?;
+        let set = nonempty(self.stimulus_set).ok_or_else(|| {
+            Error::invalid("stimulus_set: required (the id of the recording's stimulus set)")
+        })?;
         Ok(RecordingUpload {
             name: self.name.unwrap_or_default(),
             stimulus_set: crate::model::parse_id("stimulus_set", &set)?,
@@ -319,7 +350,11 @@ impl RecordingParams {
                 species: nonempty(self.species),
                 subject: nonempty(self.subject),
                 session: nonempty(self.session),
-                modality: parse_enum("modality", self.modality.as_deref(), "spikes, calcium, fmri, eeg, meg, lfp, other")?,
+                modality: parse_enum(
+                    "modality",
+                    self.modality.as_deref(),
+                    "spikes, calcium, fmri, eeg, meg, lfp, other",
+                )?,
                 units: nonempty(self.units),
                 bin_size_ms: self.bin_size_ms,
             },

@@ -30,7 +30,9 @@ pub(super) fn display_name(field: &str, name: &str, default: &str) -> Result<Str
     let name = name.trim();
     let name = if name.is_empty() { default } else { name };
     if name.chars().count() > 255 {
-        return Err(Error::invalid(format!("{field}: must be at most 255 characters")));
+        return Err(Error::invalid(format!(
+            "{field}: must be at most 255 characters"
+        )));
     }
     Ok(name.to_string())
 }
@@ -39,7 +41,8 @@ pub(super) fn join_error(e: tokio::task::JoinError) -> Error {
     Error::internal(e)
 }
 
-const SET_COLUMNS: &str = "s.id, s.name, s.kind, s.count, s.array_id, s.source, s.extra_columns, s.has_labels, \
+const SET_COLUMNS: &str =
+    "s.id, s.name, s.kind, s.count, s.array_id, s.source, s.extra_columns, s.has_labels, \
      s.created_at, a.shape, a.dtype, b.sha256";
 const SET_FROM: &str =
     "stimulus_sets s JOIN arrays a ON a.id = s.array_id JOIN blobs b ON b.id = a.blob_id";
@@ -86,7 +89,15 @@ impl Service {
 
         let mut writer = self.blob_from_file(out.path()).await?;
         let mut tx = self.pool.begin().await?;
-        let array = insert_array(&mut tx, &mut writer, caller.lab_id(), &name, data.dtype.name(), &data.shape).await?;
+        let array = insert_array(
+            &mut tx,
+            &mut writer,
+            caller.lab_id(),
+            &name,
+            data.dtype.name(),
+            &data.shape,
+        )
+        .await?;
         let id = Uuid::new_v4();
         let source = json!({
             "format": data.format.as_str(),
@@ -214,7 +225,9 @@ impl Service {
         let from: i32 = match page_token {
             None | Some("") => 0,
             Some(t) => t.parse().map_err(|_| {
-                Error::invalid(format!("page_token: {t:?} is not a token this server issued"))
+                Error::invalid(format!(
+                    "page_token: {t:?} is not a token this server issued"
+                ))
             })?,
         };
         let rows = sqlx::query(
@@ -246,11 +259,19 @@ impl Service {
             items.truncate(limit as usize);
             (items.last().map_or(0, |s| s.index) + 1).to_string()
         });
-        Ok(Page { items, next_page_token: next })
+        Ok(Page {
+            items,
+            next_page_token: next,
+        })
     }
 
     /// The stimulus's PNG thumbnail.
-    pub async fn stimulus_thumbnail(&self, caller: &Caller, set_id: Uuid, stimulus_id: &str) -> Result<Vec<u8>> {
+    pub async fn stimulus_thumbnail(
+        &self,
+        caller: &Caller,
+        set_id: Uuid,
+        stimulus_id: &str,
+    ) -> Result<Vec<u8>> {
         self.get_stimulus_set(caller, set_id).await?;
         let png: Option<Option<Vec<u8>>> = sqlx::query_scalar(
             "SELECT thumbnail FROM stimuli WHERE set_id = $1 AND stimulus_id = $2",
@@ -261,7 +282,10 @@ impl Service {
         .await?;
         match png {
             None => Err(Error::not_found("stimulus", format!("{stimulus_id:?}"))),
-            Some(None) => Err(Error::not_found("thumbnail of stimulus", format!("{stimulus_id:?} (only image sets have thumbnails)"))),
+            Some(None) => Err(Error::not_found(
+                "thumbnail of stimulus",
+                format!("{stimulus_id:?} (only image sets have thumbnails)"),
+            )),
             Some(Some(p)) => Ok(p),
         }
     }
@@ -269,17 +293,21 @@ impl Service {
     /// The set's stimulus ids in order, for aligning a recording.
     pub(super) async fn stimulus_ids(&self, caller: &Caller, set_id: Uuid) -> Result<Vec<String>> {
         self.get_stimulus_set(caller, set_id).await?;
-        Ok(sqlx::query_scalar("SELECT stimulus_id FROM stimuli WHERE set_id = $1 ORDER BY idx")
-            .bind(set_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT stimulus_id FROM stimuli WHERE set_id = $1 ORDER BY idx")
+                .bind(set_id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 }
 
 pub(super) fn page_limit(limit: Option<u32>) -> Result<u32> {
     let limit = limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid(format!("limit: must be between 1 and 1000, got {limit}")));
+        return Err(Error::invalid(format!(
+            "limit: must be between 1 and 1000, got {limit}"
+        )));
     }
     Ok(limit)
 }
@@ -293,7 +321,11 @@ fn kind_name(k: stimuli::StimulusKind) -> &'static str {
 }
 
 /// Parses a snake_case enum value, naming the field and the known values.
-pub(super) fn parse_enum<T: serde::de::DeserializeOwned>(field: &str, v: Option<&str>, known: &str) -> Result<Option<T>> {
+pub(super) fn parse_enum<T: serde::de::DeserializeOwned>(
+    field: &str,
+    v: Option<&str>,
+    known: &str,
+) -> Result<Option<T>> {
     match v.map(str::trim).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(s) => serde_json::from_value(Value::String(s.to_string()))
@@ -345,7 +377,11 @@ impl StimulusSetParams {
                 ids_dataset: nonempty(self.ids_dataset),
                 labels_dataset: nonempty(self.labels_dataset),
                 resize: nonempty(self.resize),
-                resize_filter: parse_enum("resize_filter", self.resize_filter.as_deref(), "nearest, bilinear, bicubic, lanczos")?,
+                resize_filter: parse_enum(
+                    "resize_filter",
+                    self.resize_filter.as_deref(),
+                    "nearest, bilinear, bicubic, lanczos",
+                )?,
             },
         })
     }

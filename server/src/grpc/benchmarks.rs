@@ -15,8 +15,23 @@ pub struct Benchmarks(pub AppState);
 
 fn to_proto(b: Benchmark) -> v1::Benchmark {
     let Benchmark {
-        id, reference, lab, name, version, description, recording_id, metric, ceiling, neuron_filter,
-        neurons_kept, splits, public, published_at, deprecated_at, deprecation_reason, created_at,
+        id,
+        reference,
+        lab,
+        name,
+        version,
+        description,
+        recording_id,
+        metric,
+        ceiling,
+        neuron_filter,
+        neurons_kept,
+        splits,
+        public,
+        published_at,
+        deprecated_at,
+        deprecation_reason,
+        created_at,
     } = b;
     v1::Benchmark {
         id: id.to_string(),
@@ -40,12 +55,23 @@ fn to_proto(b: Benchmark) -> v1::Benchmark {
 }
 
 fn from_proto(r: v1::CreateBenchmarkRequest) -> Result<NewBenchmark, Error> {
-    let v1::CreateBenchmarkRequest { name, description, recording, metric, ceiling_json, neuron_filter_json, splits_json } = r;
+    let v1::CreateBenchmarkRequest {
+        name,
+        description,
+        recording,
+        metric,
+        ceiling_json,
+        neuron_filter_json,
+        splits_json,
+    } = r;
     Ok(NewBenchmark {
         name,
         description,
         recording: neuralign_core::model::parse_id("recording", &recording)?,
-        metric: metric_request("metric", metric.ok_or_else(|| Error::invalid("metric: required"))?)?,
+        metric: metric_request(
+            "metric",
+            metric.ok_or_else(|| Error::invalid("metric: required"))?,
+        )?,
         ceiling: optional_json("ceiling_json", &ceiling_json)?,
         neuron_filter: optional_json("neuron_filter_json", &neuron_filter_json)?,
         splits: optional_json("splits_json", &splits_json)?,
@@ -54,17 +80,33 @@ fn from_proto(r: v1::CreateBenchmarkRequest) -> Result<NewBenchmark, Error> {
 
 #[tonic::async_trait]
 impl v1::benchmark_service_server::BenchmarkService for Benchmarks {
-    async fn create_benchmark(&self, req: Request<v1::CreateBenchmarkRequest>) -> Result<Response<v1::Benchmark>, Status> {
+    async fn create_benchmark(
+        &self,
+        req: Request<v1::CreateBenchmarkRequest>,
+    ) -> Result<Response<v1::Benchmark>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let new = from_proto(req.into_inner()).map_err(to_status)?;
-        let b = self.0.service.create_benchmark(&caller, new).await.map_err(to_status)?;
+        let b = self
+            .0
+            .service
+            .create_benchmark(&caller, new)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(to_proto(b)))
     }
 
-    async fn get_benchmark(&self, req: Request<v1::BenchmarkRef>) -> Result<Response<v1::Benchmark>, Status> {
+    async fn get_benchmark(
+        &self,
+        req: Request<v1::BenchmarkRef>,
+    ) -> Result<Response<v1::Benchmark>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::BenchmarkRef { reference } = req.into_inner();
-        let b = self.0.service.get_benchmark(&caller, &reference).await.map_err(to_status)?;
+        let b = self
+            .0
+            .service
+            .get_benchmark(&caller, &reference)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(to_proto(b)))
     }
 
@@ -73,12 +115,22 @@ impl v1::benchmark_service_server::BenchmarkService for Benchmarks {
         req: Request<v1::ListBenchmarksRequest>,
     ) -> Result<Response<v1::ListBenchmarksResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListBenchmarksRequest { scope, name, include_deprecated, limit, page_token } = req.into_inner();
+        let v1::ListBenchmarksRequest {
+            scope,
+            name,
+            include_deprecated,
+            limit,
+            page_token,
+        } = req.into_inner();
         let scope: BenchmarkScope = match opt(scope) {
             None => BenchmarkScope::default(),
-            Some(s) => serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| {
-                to_status(Error::invalid(format!("scope: unknown value {s:?} (known: visible, lab, public)")))
-            })?,
+            Some(s) => {
+                serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| {
+                    to_status(Error::invalid(format!(
+                        "scope: unknown value {s:?} (known: visible, lab, public)"
+                    )))
+                })?
+            }
         };
         let f = BenchmarkFilter {
             scope,
@@ -87,17 +139,30 @@ impl v1::benchmark_service_server::BenchmarkService for Benchmarks {
             limit: (limit != 0).then_some(limit),
             page_token: opt(page_token),
         };
-        let page = self.0.service.list_benchmarks(&caller, &f).await.map_err(to_status)?;
+        let page = self
+            .0
+            .service
+            .list_benchmarks(&caller, &f)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(v1::ListBenchmarksResponse {
             benchmarks: page.items.into_iter().map(to_proto).collect(),
             next_page_token: page.next_page_token.unwrap_or_default(),
         }))
     }
 
-    async fn publish_benchmark(&self, req: Request<v1::BenchmarkRef>) -> Result<Response<v1::Benchmark>, Status> {
+    async fn publish_benchmark(
+        &self,
+        req: Request<v1::BenchmarkRef>,
+    ) -> Result<Response<v1::Benchmark>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::BenchmarkRef { reference } = req.into_inner();
-        let b = self.0.service.publish_benchmark(&caller, &reference).await.map_err(to_status)?;
+        let b = self
+            .0
+            .service
+            .publish_benchmark(&caller, &reference)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(to_proto(b)))
     }
 

@@ -141,7 +141,10 @@ pub fn metric_request(
 pub fn metric_to_proto(m: neuralign_core::catalog::MetricRequest) -> v1::MetricRequest {
     use neuralign_core::catalog::MetricRequest;
     match m {
-        MetricRequest::Id(id) => v1::MetricRequest { id, options_json: String::new() },
+        MetricRequest::Id(id) => v1::MetricRequest {
+            id,
+            options_json: String::new(),
+        },
         MetricRequest::WithOptions { id, options } => v1::MetricRequest {
             id,
             options_json: serde_json::Value::Object(options).to_string(),

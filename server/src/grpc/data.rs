@@ -32,18 +32,34 @@ where
         .await?
         .ok_or_else(|| to_status(Error::invalid("upload: the stream carried no message")))?;
     let (options, data) = parts(first);
-    let options =
-        options.ok_or_else(|| to_status(Error::invalid("options: required in the first message")))?;
+    let options = options
+        .ok_or_else(|| to_status(Error::invalid("options: required in the first message")))?;
     let head = futures::stream::iter([Ok::<Bytes, Error>(data)]);
     let rest = incoming.map(move |m| match m {
         Ok(m) => Ok(parts(m).1),
-        Err(s) => Err(Error::invalid(format!("upload: stream interrupted: {}", s.message()))),
+        Err(s) => Err(Error::invalid(format!(
+            "upload: stream interrupted: {}",
+            s.message()
+        ))),
     });
     Ok((options, Box::pin(head.chain(rest))))
 }
 
 fn set_to_proto(s: StimulusSet) -> v1::StimulusSet {
-    let StimulusSet { id, name, kind, count, array_id, shape, dtype, source, extra_columns, has_labels, sha256, created_at } = s;
+    let StimulusSet {
+        id,
+        name,
+        kind,
+        count,
+        array_id,
+        shape,
+        dtype,
+        source,
+        extra_columns,
+        has_labels,
+        sha256,
+        created_at,
+    } = s;
     v1::StimulusSet {
         id: id.to_string(),
         name,
@@ -62,8 +78,22 @@ fn set_to_proto(s: StimulusSet) -> v1::StimulusSet {
 
 fn recording_to_proto(r: Recording) -> v1::Recording {
     let Recording {
-        id, name, stimulus_set_id, array_id, shape, dtype, meta, repetitions, stimuli, neurons, time_bins,
-        trial_averaged, nan_count, reliability, source, created_at,
+        id,
+        name,
+        stimulus_set_id,
+        array_id,
+        shape,
+        dtype,
+        meta,
+        repetitions,
+        stimuli,
+        neurons,
+        time_bins,
+        trial_averaged,
+        nan_count,
+        reliability,
+        source,
+        created_at,
     } = r;
     v1::Recording {
         id: id.to_string(),
@@ -76,7 +106,10 @@ fn recording_to_proto(r: Recording) -> v1::Recording {
         species: meta.species.unwrap_or_default(),
         subject: meta.subject.unwrap_or_default(),
         session: meta.session.unwrap_or_default(),
-        modality: meta.modality.map(|m| m.as_str().to_string()).unwrap_or_default(),
+        modality: meta
+            .modality
+            .map(|m| m.as_str().to_string())
+            .unwrap_or_default(),
         units: meta.units.unwrap_or_default(),
         bin_size_ms: meta.bin_size_ms,
         repetitions,
@@ -97,7 +130,18 @@ fn recording_to_proto(r: Recording) -> v1::Recording {
 }
 
 fn stimulus_params(o: v1::StimulusSetOptions) -> StimulusSetParams {
-    let v1::StimulusSetOptions { name, format, kind, layout, key, dataset, ids_dataset, labels_dataset, resize, resize_filter } = o;
+    let v1::StimulusSetOptions {
+        name,
+        format,
+        kind,
+        layout,
+        key,
+        dataset,
+        ids_dataset,
+        labels_dataset,
+        resize,
+        resize_filter,
+    } = o;
     StimulusSetParams {
         name: opt(name),
         format: opt(format),
@@ -114,9 +158,26 @@ fn stimulus_params(o: v1::StimulusSetOptions) -> StimulusSetParams {
 
 fn recording_params(o: v1::RecordingOptions) -> RecordingParams {
     let v1::RecordingOptions {
-        name, stimulus_set, region, species, subject, session, modality, units, bin_size_ms, format, key,
-        dataset, stimulus_ids_dataset, neuron_ids_dataset, nan_policy, intervals, stimulus_column,
-        window_start, window_end, bin_size,
+        name,
+        stimulus_set,
+        region,
+        species,
+        subject,
+        session,
+        modality,
+        units,
+        bin_size_ms,
+        format,
+        key,
+        dataset,
+        stimulus_ids_dataset,
+        neuron_ids_dataset,
+        nan_policy,
+        intervals,
+        stimulus_column,
+        window_start,
+        window_end,
+        bin_size,
     } = o;
     RecordingParams {
         name: opt(name),
@@ -159,16 +220,28 @@ impl v1::data_service_server::DataService for Data {
         })
         .await?;
         let up = stimulus_params(options).into_upload().map_err(to_status)?;
-        let set = self.0.service.upload_stimulus_set(&caller, up, body).await.map_err(to_status)?;
+        let set = self
+            .0
+            .service
+            .upload_stimulus_set(&caller, up, body)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(set_to_proto(set)))
     }
 
-    async fn get_stimulus_set(&self, req: Request<v1::GetByIdRequest>) -> Result<Response<v1::StimulusSet>, Status> {
+    async fn get_stimulus_set(
+        &self,
+        req: Request<v1::GetByIdRequest>,
+    ) -> Result<Response<v1::StimulusSet>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetByIdRequest { id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
         Ok(Response::new(set_to_proto(
-            self.0.service.get_stimulus_set(&caller, id).await.map_err(to_status)?,
+            self.0
+                .service
+                .get_stimulus_set(&caller, id)
+                .await
+                .map_err(to_status)?,
         )))
     }
 
@@ -177,7 +250,10 @@ impl v1::data_service_server::DataService for Data {
         req: Request<v1::ListPageRequest>,
     ) -> Result<Response<v1::ListStimulusSetsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListPageRequest { limit: l, page_token } = req.into_inner();
+        let v1::ListPageRequest {
+            limit: l,
+            page_token,
+        } = req.into_inner();
         let page = self
             .0
             .service
@@ -190,9 +266,16 @@ impl v1::data_service_server::DataService for Data {
         }))
     }
 
-    async fn list_stimuli(&self, req: Request<v1::ListStimuliRequest>) -> Result<Response<v1::ListStimuliResponse>, Status> {
+    async fn list_stimuli(
+        &self,
+        req: Request<v1::ListStimuliRequest>,
+    ) -> Result<Response<v1::ListStimuliResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListStimuliRequest { stimulus_set_id, limit: l, page_token } = req.into_inner();
+        let v1::ListStimuliRequest {
+            stimulus_set_id,
+            limit: l,
+            page_token,
+        } = req.into_inner();
         let id = parse_id("stimulus_set_id", &stimulus_set_id).map_err(to_status)?;
         let page = self
             .0
@@ -220,9 +303,15 @@ impl v1::data_service_server::DataService for Data {
         }))
     }
 
-    async fn get_thumbnail(&self, req: Request<v1::GetThumbnailRequest>) -> Result<Response<v1::Thumbnail>, Status> {
+    async fn get_thumbnail(
+        &self,
+        req: Request<v1::GetThumbnailRequest>,
+    ) -> Result<Response<v1::Thumbnail>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::GetThumbnailRequest { stimulus_set_id, stimulus_id } = req.into_inner();
+        let v1::GetThumbnailRequest {
+            stimulus_set_id,
+            stimulus_id,
+        } = req.into_inner();
         let id = parse_id("stimulus_set_id", &stimulus_set_id).map_err(to_status)?;
         let png = self
             .0
@@ -244,16 +333,28 @@ impl v1::data_service_server::DataService for Data {
         })
         .await?;
         let up = recording_params(options).into_upload().map_err(to_status)?;
-        let rec = self.0.service.upload_recording(&caller, up, body).await.map_err(to_status)?;
+        let rec = self
+            .0
+            .service
+            .upload_recording(&caller, up, body)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(recording_to_proto(rec)))
     }
 
-    async fn get_recording(&self, req: Request<v1::GetByIdRequest>) -> Result<Response<v1::Recording>, Status> {
+    async fn get_recording(
+        &self,
+        req: Request<v1::GetByIdRequest>,
+    ) -> Result<Response<v1::Recording>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetByIdRequest { id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
         Ok(Response::new(recording_to_proto(
-            self.0.service.get_recording(&caller, id).await.map_err(to_status)?,
+            self.0
+                .service
+                .get_recording(&caller, id)
+                .await
+                .map_err(to_status)?,
         )))
     }
 
@@ -262,7 +363,10 @@ impl v1::data_service_server::DataService for Data {
         req: Request<v1::ListPageRequest>,
     ) -> Result<Response<v1::ListRecordingsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListPageRequest { limit: l, page_token } = req.into_inner();
+        let v1::ListPageRequest {
+            limit: l,
+            page_token,
+        } = req.into_inner();
         let page = self
             .0
             .service
@@ -275,16 +379,28 @@ impl v1::data_service_server::DataService for Data {
         }))
     }
 
-    async fn list_neurons(&self, req: Request<v1::GetByIdRequest>) -> Result<Response<v1::ListNeuronsResponse>, Status> {
+    async fn list_neurons(
+        &self,
+        req: Request<v1::GetByIdRequest>,
+    ) -> Result<Response<v1::ListNeuronsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetByIdRequest { id } = req.into_inner();
         let id = parse_id("id", &id).map_err(to_status)?;
-        let neurons = self.0.service.recording_neurons(&caller, id).await.map_err(to_status)?;
+        let neurons = self
+            .0
+            .service
+            .recording_neurons(&caller, id)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(v1::ListNeuronsResponse {
             reliability_method: neuralign_core::service::RELIABILITY_METHOD.to_string(),
             neurons: neurons
                 .into_iter()
-                .map(|n| v1::Neuron { index: n.index, neuron_id: n.neuron_id, reliability: n.reliability })
+                .map(|n| v1::Neuron {
+                    index: n.index,
+                    neuron_id: n.neuron_id,
+                    reliability: n.reliability,
+                })
                 .collect(),
         }))
     }

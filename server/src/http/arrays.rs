@@ -18,7 +18,11 @@ use crate::AppState;
 /// The request body as a byte stream, refused early when its declared
 /// length is over the upload limit (the service enforces it again on the
 /// bytes themselves).
-pub(super) fn upload_stream(s: &AppState, headers: &HeaderMap, body: Body) -> Result<ByteStream, ApiError> {
+pub(super) fn upload_stream(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<ByteStream, ApiError> {
     let limit = s.service.config().max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -19,7 +19,10 @@ pub async fn create(
     Auth(caller): Auth,
     JsonBody(req): JsonBody<NewBenchmark>,
 ) -> Result<(StatusCode, Json<Benchmark>), ApiError> {
-    Ok((StatusCode::CREATED, Json(s.service.create_benchmark(&caller, req).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(s.service.create_benchmark(&caller, req).await?),
+    ))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -54,7 +57,10 @@ pub async fn list(
         page_token: p.page_token,
     };
     let page = s.service.list_benchmarks(&caller, &f).await?;
-    Ok(Json(BenchmarkPage { benchmarks: page.items, next_page_token: page.next_page_token }))
+    Ok(Json(BenchmarkPage {
+        benchmarks: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// `{reference}` is an id or `lab/name[@version]` (URL-encode the slash as %2F).
@@ -75,7 +81,9 @@ pub async fn publish(
     Auth(caller): Auth,
     Path(reference): Path<String>,
 ) -> Result<Json<Benchmark>, ApiError> {
-    Ok(Json(s.service.publish_benchmark(&caller, &reference).await?))
+    Ok(Json(
+        s.service.publish_benchmark(&caller, &reference).await?,
+    ))
 }
 
 #[derive(Deserialize, Default, utoipa::ToSchema)]
@@ -100,5 +108,9 @@ pub async fn deprecate(
             .map_err(|e| neuralign_core::Error::invalid(format!("body: {e}")))?
             .reason
     };
-    Ok(Json(s.service.deprecate_benchmark(&caller, &reference, reason.as_deref()).await?))
+    Ok(Json(
+        s.service
+            .deprecate_benchmark(&caller, &reference, reason.as_deref())
+            .await?,
+    ))
 }

@@ -53,8 +53,14 @@ pub async fn list_stimulus_sets(
     Auth(caller): Auth,
     QueryParams(p): QueryParams<PageParams>,
 ) -> Result<Json<StimulusSetPage>, ApiError> {
-    let page = s.service.list_stimulus_sets(&caller, p.limit, p.page_token.as_deref()).await?;
-    Ok(Json(StimulusSetPage { stimulus_sets: page.items, next_page_token: page.next_page_token }))
+    let page = s
+        .service
+        .list_stimulus_sets(&caller, p.limit, p.page_token.as_deref())
+        .await?;
+    Ok(Json(StimulusSetPage {
+        stimulus_sets: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/stimulus-sets/{id}", params(("id" = String, Path)), responses((status = 200, body = StimulusSet), (status = 404)))]
@@ -63,7 +69,11 @@ pub async fn get_stimulus_set(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StimulusSet>, ApiError> {
-    Ok(Json(s.service.get_stimulus_set(&caller, parse_id("id", &id)?).await?))
+    Ok(Json(
+        s.service
+            .get_stimulus_set(&caller, parse_id("id", &id)?)
+            .await?,
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -82,9 +92,17 @@ pub async fn list_stimuli(
 ) -> Result<Json<StimulusPage>, ApiError> {
     let page = s
         .service
-        .list_stimuli(&caller, parse_id("id", &id)?, p.limit, p.page_token.as_deref())
+        .list_stimuli(
+            &caller,
+            parse_id("id", &id)?,
+            p.limit,
+            p.page_token.as_deref(),
+        )
         .await?;
-    Ok(Json(StimulusPage { stimuli: page.items, next_page_token: page.next_page_token }))
+    Ok(Json(StimulusPage {
+        stimuli: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/stimulus-sets/{id}/stimuli/{stimulus_id}/thumbnail",
@@ -100,7 +118,10 @@ pub async fn thumbnail(
         .stimulus_thumbnail(&caller, parse_id("id", &id)?, &stimulus_id)
         .await?;
     Ok((
-        [(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+        ],
         png,
     ))
 }
@@ -134,8 +155,14 @@ pub async fn list_recordings(
     Auth(caller): Auth,
     QueryParams(p): QueryParams<PageParams>,
 ) -> Result<Json<RecordingPage>, ApiError> {
-    let page = s.service.list_recordings(&caller, p.limit, p.page_token.as_deref()).await?;
-    Ok(Json(RecordingPage { recordings: page.items, next_page_token: page.next_page_token }))
+    let page = s
+        .service
+        .list_recordings(&caller, p.limit, p.page_token.as_deref())
+        .await?;
+    Ok(Json(RecordingPage {
+        recordings: page.items,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/recordings/{id}", params(("id" = String, Path)), responses((status = 200, body = Recording), (status = 404)))]
@@ -144,7 +171,11 @@ pub async fn get_recording(
     Auth(caller): Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Recording>, ApiError> {
-    Ok(Json(s.service.get_recording(&caller, parse_id("id", &id)?).await?))
+    Ok(Json(
+        s.service
+            .get_recording(&caller, parse_id("id", &id)?)
+            .await?,
+    ))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -161,7 +192,10 @@ pub async fn recording_neurons(
 ) -> Result<Json<NeuronList>, ApiError> {
     Ok(Json(NeuronList {
         reliability_method: neuralign_core::service::RELIABILITY_METHOD,
-        neurons: s.service.recording_neurons(&caller, parse_id("id", &id)?).await?,
+        neurons: s
+            .service
+            .recording_neurons(&caller, parse_id("id", &id)?)
+            .await?,
     }))
 }
 
@@ -178,6 +212,9 @@ pub async fn recording_stimuli(
     Path(id): Path<String>,
 ) -> Result<Json<StimulusIdList>, ApiError> {
     Ok(Json(StimulusIdList {
-        stimulus_ids: s.service.recording_stimulus_ids(&caller, parse_id("id", &id)?).await?,
+        stimulus_ids: s
+            .service
+            .recording_stimulus_ids(&caller, parse_id("id", &id)?)
+            .await?,
     }))
 }

@@ -72,10 +72,16 @@ pub struct QueryParams<T>(pub T);
 impl<T: DeserializeOwned> FromRequestParts<AppState> for QueryParams<T> {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
-            Err(r) => Err(ApiError(Error::invalid(format!("query: {}", r.body_text())))),
+            Err(r) => Err(ApiError(Error::invalid(format!(
+                "query: {}",
+                r.body_text()
+            )))),
         }
     }
 }

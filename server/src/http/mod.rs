@@ -41,7 +41,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/stimulus-sets/{id}", get(data::get_stimulus_set))
         .route("/stimulus-sets/{id}/stimuli", get(data::list_stimuli))
-        .route("/stimulus-sets/{id}/stimuli/{stimulus_id}/thumbnail", get(data::thumbnail))
+        .route(
+            "/stimulus-sets/{id}/stimuli/{stimulus_id}/thumbnail",
+            get(data::thumbnail),
+        )
         .route(
             "/recordings",
             post(data::upload_recording)
@@ -51,10 +54,16 @@ pub fn router(state: AppState) -> Router {
         .route("/recordings/{id}", get(data::get_recording))
         .route("/recordings/{id}/neurons", get(data::recording_neurons))
         .route("/recordings/{id}/stimuli", get(data::recording_stimuli))
-        .route("/benchmarks", post(benchmarks::create).get(benchmarks::list))
+        .route(
+            "/benchmarks",
+            post(benchmarks::create).get(benchmarks::list),
+        )
         .route("/benchmarks/{reference}", get(benchmarks::get_one))
         .route("/benchmarks/{reference}/publish", post(benchmarks::publish))
-        .route("/benchmarks/{reference}/deprecate", post(benchmarks::deprecate))
+        .route(
+            "/benchmarks/{reference}/deprecate",
+            post(benchmarks::deprecate),
+        )
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_one))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

@@ -4,4 +4,5 @@
 mod common;
 mod grpc;
 mod http;
+mod ingest;
 mod reference;
