@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's first command (scripts/up.sh) on its own ports and
-# Postgres, and checks that it reaches /readyz and a succeeded demo job.
+# Postgres, and checks that it reaches /readyz, a succeeded demo job and the
+# published demo benchmark.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log=$(mktemp)
@@ -19,7 +20,13 @@ for _ in $(seq 1 600); do
   if ! kill -0 "$pid" 2>/dev/null || grep -q "demo failed" "$log"; then break; fi
   sleep 1
 done
-if grep -q "demo job succeeded" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null; then
+demo_benchmark() {
+  key=$(sed -n 's/^  demo lab key: //p' "$log" | tail -1)
+  [ -n "$key" ] && curl -fsS -H "Authorization: Bearer $key" \
+    http://127.0.0.1:18480/v1/benchmarks/demo%2Fv1-simulated | grep -q '"public":true'
+}
+if grep -q "demo job succeeded" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null && demo_benchmark; then
+  grep -E "demo: benchmark" "$log"
   grep -A 4 "demo job succeeded" "$log"
   echo "smoke: 1 passed, 0 failed"
 else

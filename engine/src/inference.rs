@@ -546,7 +546,7 @@ fn halves(reps: &Tensor, spec: &CeilingSpec) -> Vec<(Tensor, Tensor)> {
             let p = Tensor::from_slice(&permutation_from(&mut rng, r)).to_device(reps.device());
             let sel = |from: i64| {
                 reps.index_select(0, &p.narrow(0, from, half))
-                    .mean_dim(0, false, Kind::Double)
+                    .nanmean(0, false, Kind::Double)
             };
             (sel(0), sel(half))
         })

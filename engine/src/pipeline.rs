@@ -62,10 +62,11 @@ fn at_bin(t: &Tensor, bin: i64) -> Tensor {
     }
 }
 
-/// Stimuli × features: the mean over repetitions when there are any.
+/// Stimuli × features: the mean over repetitions when there are any,
+/// skipping NaN (missing repetitions of ragged recordings).
 fn mean_over_reps(t: &Tensor) -> Tensor {
     if t.dim() == 3 {
-        t.mean_dim(0, false, t.kind())
+        t.nanmean(0, false, t.kind())
     } else {
         t.shallow_clone()
     }

@@ -199,6 +199,23 @@ fn pca_reduction_to_the_data_rank_keeps_linear_cka_and_projection_is_reproducibl
 }
 
 #[test]
+fn missing_repetitions_are_left_out_of_the_trial_mean() {
+    use neuralign_engine::pipeline::{run, ComparePlan};
+    // Ragged: stimulus 4 lost its third repetition (NaN, as ingest stores it).
+    let b = Tensor::randn([3, 20, 5], (Kind::Double, Device::Cpu));
+    let ragged = b.copy();
+    let _ = ragged.get(2).get(4).fill_(f64::NAN);
+    let a = random(20, 7, 3);
+    let metrics = [metric("linear_cka", serde_json::json!({}))];
+    let plan = ComparePlan { metrics: &metrics, bootstrap: None, permutation: None, ceiling: None, reduce: None };
+    let got = run(&a, &ragged, &plan, &mut |_, _| Ok(())).unwrap()[0].value;
+    let mean = b.mean_dim(0, false, Kind::Double);
+    let _ = mean.get(4).copy_(&b.narrow(0, 0, 2).mean_dim(0, false, Kind::Double).get(4));
+    assert!(got.is_finite());
+    assert!(close(got, compute(&metrics[0], &a, &mean).unwrap()));
+}
+
+#[test]
 fn time_resolved_inputs_are_scored_bin_by_bin() {
     use neuralign_engine::pipeline::{run, ComparePlan};
     // reps × stimuli × features × bins for b; a static model.

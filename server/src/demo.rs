@@ -1,10 +1,12 @@
-//! The start-up demo: a `demo` lab uploads a simulated V1 recording (the
-//! engine's built-in generator: dead-leaves images through a Gabor bank,
-//! divisive normalization, LIF rates and Poisson counts over repetitions)
-//! and the features of a "model" (a different random Gabor bank on the same
-//! images), runs a `compare` job through the queue and prints the scores and
-//! where everything lives. It uses the service layer exactly as the
-//! transports do, with a real key.
+//! The start-up demo: a `demo` lab uploads the built-in sample data as
+//! first-class resources (dead-leaves images as a stimulus set; the
+//! simulated V1 recording: a Gabor bank, divisive normalization, LIF rates
+//! and Poisson counts over repetitions, with its per-neuron reliability),
+//! defines and publishes the `demo/v1-simulated` benchmark on them, then
+//! compares the features of a "model" (a different random Gabor bank on the
+//! same images) with the recording through the queue and prints the scores
+//! and where everything lives. It uses the service layer exactly as the
+//! transports do, with a real key; a restart reuses the benchmark.
 
 use std::net::SocketAddr;
 
@@ -14,6 +16,10 @@ use futures::StreamExt;
 use neuralign_core::catalog::MetricRequest;
 use neuralign_core::inference::{BootstrapSpec, CeilingSpec, Normalization};
 use neuralign_core::model::{CompareSpec, JobSpec, NewJob};
+use neuralign_core::resources::{
+    Benchmark, BenchmarkSplits, Modality, NeuronFilter, NewBenchmark, Recording, RecordingMeta,
+};
+use neuralign_core::service::{RecordingUpload, StimulusSetUpload};
 use neuralign_core::{npy, Service};
 use neuralign_engine::samples::{images, v1};
 
@@ -23,10 +29,16 @@ fn npy_of(t: &tch::Tensor) -> anyhow::Result<Vec<u8>> {
     Ok(npy::encode_f64(&shape, &values))
 }
 
-/// A "model layer" (stimuli × 200 Gabor-bank features) and a simulated V1
-/// recording (8 repetitions × stimuli × 60 neurons) for the same 120
-/// dead-leaves images.
-pub fn demo_arrays(seed: u64) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+/// The demo's files: the 120 dead-leaves images (stimuli × 1 × 32 × 32), a
+/// "model layer" (stimuli × 200 Gabor-bank features) and a simulated V1
+/// recording (8 repetitions × stimuli × 60 neurons) of the same images.
+pub struct DemoData {
+    pub images: Vec<u8>,
+    pub layer: Vec<u8>,
+    pub recording: Vec<u8>,
+}
+
+pub fn demo_arrays(seed: u64) -> anyhow::Result<DemoData> {
     let _guard = tch::no_grad_guard();
     let stimuli = images::dead_leaves(120, 32, 0.02, 0.4, seed);
     let brain = v1::simulate(
@@ -47,7 +59,73 @@ pub fn demo_arrays(seed: u64) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
             ..Default::default()
         },
     )?;
-    Ok((npy_of(&model.drive)?, npy_of(&brain.counts)?))
+    Ok(DemoData {
+        images: npy_of(&stimuli)?,
+        layer: npy_of(&model.drive)?,
+        recording: npy_of(&brain.counts)?,
+    })
+}
+
+pub const BENCHMARK: &str = "demo/v1-simulated";
+
+/// The demo benchmark (and its recording), created and published once.
+async fn demo_benchmark(
+    svc: &Service,
+    caller: &neuralign_core::Caller,
+    data: &DemoData,
+) -> anyhow::Result<(Benchmark, Recording)> {
+    if let Ok(b) = svc.get_benchmark(caller, BENCHMARK).await {
+        let rec = svc.get_recording(caller, b.recording_id).await?;
+        return Ok((b, rec));
+    }
+    let set = svc
+        .upload_stimulus_set(
+            caller,
+            StimulusSetUpload { name: "dead-leaves-120".into(), options: Default::default() },
+            once(data.images.clone()),
+        )
+        .await?;
+    let rec = svc
+        .upload_recording(
+            caller,
+            RecordingUpload {
+                name: "simulated-v1".into(),
+                stimulus_set: set.id,
+                meta: RecordingMeta {
+                    region: Some("V1".into()),
+                    species: Some("simulated".into()),
+                    modality: Some(Modality::Spikes),
+                    units: Some("spikes per presentation".into()),
+                    ..Default::default()
+                },
+                options: Default::default(),
+            },
+            once(data.recording.clone()),
+        )
+        .await?;
+    let b = svc
+        .create_benchmark(
+            caller,
+            NewBenchmark {
+                name: "v1-simulated".into(),
+                description: "Ridge predictivity of the simulated V1 recording (built-in generator), \
+                              split-half ceiling, r/c normalization"
+                    .into(),
+                recording: rec.id,
+                metric: MetricRequest::Id("ridge".into()),
+                ceiling: Some(CeilingSpec {
+                    method: Default::default(),
+                    splits: 20,
+                    seed: 1,
+                    normalization: Normalization::ROverC,
+                }),
+                neuron_filter: Some(NeuronFilter { min_reliability: 0.3 }),
+                splits: Some(BenchmarkSplits { seed: Some(1), explicit: None }),
+            },
+        )
+        .await?;
+    let b = svc.publish_benchmark(caller, &b.id.to_string()).await?;
+    Ok((b, rec))
 }
 
 fn once(bytes: Vec<u8>) -> neuralign_core::service::ByteStream {
@@ -69,18 +147,26 @@ pub async fn run(
         None => svc.create_lab(&admin, "demo", None).await?.1,
     };
     let caller = svc.authenticate(Some(&key)).await?;
-    let (layer, recording) = tokio::task::spawn_blocking(|| demo_arrays(7)).await??;
-    let a = svc.upload_array(&caller, "demo-layer", once(layer)).await?;
-    let b = svc
-        .upload_array(&caller, "demo-recording", once(recording))
-        .await?;
+    let data = tokio::task::spawn_blocking(|| demo_arrays(7)).await??;
+    let (bench, rec) = demo_benchmark(svc, &caller, &data).await?;
+    println!(
+        "demo: benchmark {} on recording {} ({} repetitions × {} stimuli × {} neurons; median split-half reliability {:.3}; {} neurons kept)",
+        bench.reference,
+        rec.id,
+        rec.repetitions,
+        rec.stimuli,
+        rec.neurons,
+        rec.reliability.median.unwrap_or(f64::NAN),
+        bench.neurons_kept,
+    );
+    let a = svc.upload_array(&caller, "demo-layer", once(data.layer)).await?;
     let metrics = ["linear_cka", "rsa", "ridge"]
         .into_iter()
         .map(|m| MetricRequest::Id(m.into()))
         .collect();
     let spec = JobSpec::Compare(CompareSpec {
         a: a.id,
-        b: b.id,
+        b: rec.array_id,
         metrics,
         bootstrap: Some(BootstrapSpec {
             samples: 200,
@@ -142,6 +228,7 @@ pub async fn run(
     println!("  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json, health: http://{http}/healthz)");
     println!("  gRPC      {grpc}   (neuralign.v1, with reflection and grpc.health.v1)");
     println!("  events    curl -N -H 'Accept: text/event-stream' -H 'Authorization: Bearer {key}' http://{http}/v1/jobs/{}/events", job.id);
+    println!("  benchmark curl -H 'Authorization: Bearer {key}' http://{http}/v1/benchmarks/demo%2Fv1-simulated");
     println!("  demo lab key: {key}");
     Ok(())
 }

@@ -99,6 +99,71 @@ pub fn dead_leaves(n: usize, size: i64, r_min: f64, r_max: f64, seed: u64) -> Te
     Tensor::stack(&images, 0).unsqueeze(1)
 }
 
+/// Which outline a shape stimulus has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShapeKind {
+    Square,
+    Triangle,
+    Cross,
+}
+
+/// How one shape stimulus was drawn.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShapeParams {
+    pub kind: ShapeKind,
+    /// Rotation about the shape's centre, radians.
+    pub rotation: f64,
+    /// Centre, in image units from the image centre.
+    pub dx: f64,
+    pub dy: f64,
+    /// Half-width, in image units.
+    pub scale: f64,
+}
+
+/// One white shape on the gray background, rotated then translated.
+pub fn shape(size: i64, p: &ShapeParams) -> Tensor {
+    let (x, y) = grid(size);
+    let (c, s) = (p.rotation.cos(), p.rotation.sin());
+    let (x, y) = (x - p.dx, y - p.dy);
+    // Coordinates in the shape's own frame.
+    let u = &x * c + &y * s;
+    let v = &y * c - &x * s;
+    let r = p.scale;
+    let inside = match p.kind {
+        ShapeKind::Square => u.abs().le(r).logical_and(&v.abs().le(r)),
+        ShapeKind::Cross => {
+            let arm = |a: &Tensor, b: &Tensor| a.abs().le(r).logical_and(&b.abs().le(r / 3.0));
+            arm(&u, &v).logical_or(&arm(&v, &u))
+        }
+        ShapeKind::Triangle => {
+            let k = 3f64.sqrt();
+            v.ge(-r / 2.0)
+                .logical_and(&(&u * k + &v).le(r))
+                .logical_and(&(&v - &u * k).le(r))
+        }
+    };
+    inside.to_kind(Kind::Double) * 0.5 + 0.5
+}
+
+/// `n` shapes of random kind, rotation, position and size: the translated
+/// and rotated shapes a lab uses to probe invariance.
+pub fn shapes(n: usize, size: i64, seed: u64) -> (Tensor, Vec<ShapeParams>) {
+    let mut rng = SplitMix64(seed);
+    let kinds = [ShapeKind::Square, ShapeKind::Triangle, ShapeKind::Cross];
+    let params: Vec<ShapeParams> = (0..n)
+        .map(|_| ShapeParams {
+            kind: kinds[(rng.next_u64() % 3) as usize],
+            rotation: 2.0 * PI * uniform(&mut rng),
+            dx: 0.4 * uniform(&mut rng) - 0.2,
+            dy: 0.4 * uniform(&mut rng) - 0.2,
+            scale: 0.12 + 0.1 * uniform(&mut rng),
+        })
+        .collect();
+    let imgs: Vec<Tensor> = params.iter().map(|p| shape(size, p)).collect();
+    (Tensor::stack(&imgs, 0).unsqueeze(1), params)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +182,32 @@ mod tests {
             (p.double_value(&[0, 0]) - 0.5).abs() < 1e-6,
             "the envelope fades to gray at the corners"
         );
+    }
+
+    #[test]
+    fn shapes_rotate_and_translate_as_their_parameters_say() {
+        let p = |kind, rotation, dx, dy| ShapeParams { kind, rotation, dx, dy, scale: 0.2 };
+        // A square turned a quarter turn about the image centre is itself.
+        let a = shape(32, &p(ShapeKind::Square, 0.0, 0.0, 0.0));
+        let b = shape(32, &p(ShapeKind::Square, PI / 2.0, 0.0, 0.0));
+        assert!(a.equal(&b));
+        // A cross turned a quarter turn too, a triangle not.
+        let t0 = shape(32, &p(ShapeKind::Triangle, 0.0, 0.0, 0.0));
+        let t1 = shape(32, &p(ShapeKind::Triangle, PI / 2.0, 0.0, 0.0));
+        assert!(!t0.equal(&t1));
+        // Translating moves the shape's centre of mass by the offset.
+        let (x, _) = grid(64);
+        let com = |img: &Tensor| {
+            let w = img - 0.5;
+            ((&w * &x).sum(Kind::Double) / w.sum(Kind::Double)).double_value(&[])
+        };
+        let c0 = com(&shape(64, &p(ShapeKind::Cross, 0.3, 0.0, 0.0)));
+        let c1 = com(&shape(64, &p(ShapeKind::Cross, 0.3, 0.125, 0.0)));
+        assert!((c1 - c0 - 0.125).abs() < 1e-9, "{c0} {c1}");
+        let (set, info) = shapes(9, 32, 5);
+        assert_eq!(set.size(), vec![9, 1, 32, 32]);
+        assert_eq!(info.len(), 9);
+        assert!(set.min().double_value(&[]) >= 0.5 && set.max().double_value(&[]) <= 1.0);
     }
 
     #[test]

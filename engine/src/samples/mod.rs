@@ -1,6 +1,6 @@
 //! Built-in sample data, so demos and tests run on a fresh machine with no
-//! downloads: stimulus sets (gratings and plaids, Gabor patches, dead-leaves
-//! images) and a simulated V1 recording (a Gabor filter bank, divisive
+//! downloads: stimulus sets (gratings and plaids, Gabor patches, translated and
+//! rotated shapes, dead-leaves images) and a simulated V1 recording (a Gabor filter bank, divisive
 //! normalization across the bank, the LIF rate function, Poisson spike
 //! counts over repetitions) whose generating parameters are returned, so
 //! tests can check that ceilings and scores behave as the truth says.
