@@ -119,9 +119,10 @@ pub fn read_header<R: Read>(r: &mut R, field: &str) -> Result<NpyHeader> {
 }
 
 fn parse_descr(d: &str) -> Option<(Elem, bool)> {
-    let mut chars = d.chars();
-    let order = chars.next()?;
-    let big = match order {
+    if !d.is_ascii() || d.len() < 3 {
+        return None;
+    }
+    let big = match d.as_bytes()[0] as char {
         '<' | '|' | '=' => false,
         '>' => true,
         _ => return None,
@@ -265,26 +266,6 @@ fn read_exactly<R: Read>(
     Ok(())
 }
 
-/// All numeric values, for the small arrays read whole (ids, labels, features).
-pub fn read_f64<R: Read>(r: &mut R, h: &NpyHeader, field: &str) -> Result<Vec<f64>> {
-    if !h.elem.is_numeric() {
-        return Err(IngestError::invalid(format!(
-            "{field}: dtype {:?} is text, a numeric array is needed",
-            h.descr
-        )));
-    }
-    let item = h.elem.size() as usize;
-    let mut out = Vec::with_capacity(h.numel() as usize);
-    for_each_piece(r, h, field, |p| {
-        out.extend(
-            p.chunks_exact(item)
-                .map(|b| decode_f64(h.elem, h.big_endian, b)),
-        );
-        Ok(())
-    })?;
-    Ok(out)
-}
-
 /// A 1-D array of text or integers as strings (stimulus ids, labels).
 pub fn read_strings<R: Read>(r: &mut R, h: &NpyHeader, field: &str) -> Result<Vec<String>> {
     if h.shape.len() != 1 {
@@ -294,7 +275,7 @@ pub fn read_strings<R: Read>(r: &mut R, h: &NpyHeader, field: &str) -> Result<Ve
         )));
     }
     let item = h.elem.size() as usize;
-    let mut out = Vec::with_capacity(h.numel() as usize);
+    let mut out = Vec::with_capacity(h.numel().min(1 << 20) as usize);
     let mut bad = None;
     for_each_piece(r, h, field, |p| {
         for b in p.chunks_exact(item) {
