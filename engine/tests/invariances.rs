@@ -207,10 +207,18 @@ fn missing_repetitions_are_left_out_of_the_trial_mean() {
     let _ = ragged.get(2).get(4).fill_(f64::NAN);
     let a = random(20, 7, 3);
     let metrics = [metric("linear_cka", serde_json::json!({}))];
-    let plan = ComparePlan { metrics: &metrics, bootstrap: None, permutation: None, ceiling: None, reduce: None };
+    let plan = ComparePlan {
+        metrics: &metrics,
+        bootstrap: None,
+        permutation: None,
+        ceiling: None,
+        reduce: None,
+    };
     let got = run(&a, &ragged, &plan, &mut |_, _| Ok(())).unwrap()[0].value;
     let mean = b.mean_dim(0, false, Kind::Double);
-    let _ = mean.get(4).copy_(&b.narrow(0, 0, 2).mean_dim(0, false, Kind::Double).get(4));
+    let _ = mean
+        .get(4)
+        .copy_(&b.narrow(0, 0, 2).mean_dim(0, false, Kind::Double).get(4));
     assert!(got.is_finite());
     assert!(close(got, compute(&metrics[0], &a, &mean).unwrap()));
 }

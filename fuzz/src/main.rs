@@ -30,44 +30,145 @@ struct Target {
 }
 
 fn ids() -> Vec<String> {
-    (0..12).map(|i| format!("s{i:02}")).chain((0..12).map(|i| i.to_string())).collect()
+    (0..12)
+        .map(|i| format!("s{i:02}"))
+        .chain((0..12).map(|i| i.to_string()))
+        .collect()
 }
 
 fn stim(fmt: Format, opts: StimulusOptions) -> impl Fn(&Path, &Path, &Limits) {
     move |i, o, l| {
-        let _ = stimuli::read(i, &StimulusOptions { format: Some(fmt), ..opts.clone() }, l, o);
+        let _ = stimuli::read(
+            i,
+            &StimulusOptions {
+                format: Some(fmt),
+                ..opts.clone()
+            },
+            l,
+            o,
+        );
     }
 }
 
 fn rec(fmt: Format, opts: RecordingOptions) -> impl Fn(&Path, &Path, &Limits) {
     move |i, o, l| {
-        let _ = recording::read(i, &RecordingOptions { format: Some(fmt), ..opts.clone() }, &ids(), l, o);
+        let _ = recording::read(
+            i,
+            &RecordingOptions {
+                format: Some(fmt),
+                ..opts.clone()
+            },
+            &ids(),
+            l,
+            o,
+        );
     }
 }
 
 const TARGETS: &[Target] = &[
-    Target { name: "npy_stimuli", seeds: &["npy"], run: |i, o, l| stim(Format::Npy, StimulusOptions { kind: Some(StimulusKind::Images), ..Default::default() })(i, o, l) },
-    Target { name: "npy_recording", seeds: &["npy"], run: |i, o, l| rec(Format::Npy, RecordingOptions::default())(i, o, l) },
-    Target { name: "npz", seeds: &["npz"], run: |i, o, l| {
-        stim(Format::Npz, StimulusOptions::default())(i, o, l);
-        rec(Format::Npz, RecordingOptions { nan_policy: Some(recording::NanPolicy::Mask), ..Default::default() })(i, o, l);
-    } },
-    Target { name: "zip_manifest", seeds: &["zip"], run: |i, o, l| {
-        stim(Format::Zip, StimulusOptions::default())(i, o, l);
-        stim(Format::Zip, StimulusOptions { resize: Some("5x4".into()), ..Default::default() })(i, o, l);
-    } },
-    Target { name: "csv", seeds: &["csv"], run: |i, o, l| {
-        rec(Format::Csv, RecordingOptions::default())(i, o, l);
-        rec(Format::Csv, RecordingOptions { nan_policy: Some(recording::NanPolicy::Mask), ..Default::default() })(i, o, l);
-    } },
-    Target { name: "hdf5", seeds: &["h5"], run: |i, o, l| {
-        stim(Format::Hdf5, StimulusOptions { dataset: Some("/stimuli/images".into()), ids_dataset: Some("/stimuli/ids".into()), ..Default::default() })(i, o, l);
-        rec(Format::Hdf5, RecordingOptions { dataset: Some("/neural/counts".into()), stimulus_ids_dataset: Some("/neural/stimulus_ids".into()), ..Default::default() })(i, o, l);
-    } },
-    Target { name: "nwb", seeds: &["nwb"], run: |i, o, l| {
-        rec(Format::Nwb, RecordingOptions { window_end: Some(0.2), bin_size: Some(0.05), ..Default::default() })(i, o, l);
-        rec(Format::Nwb, RecordingOptions { dataset: Some("/processing/ecephys/mean_rates/data".into()), ..Default::default() })(i, o, l);
-    } },
+    Target {
+        name: "npy_stimuli",
+        seeds: &["npy"],
+        run: |i, o, l| {
+            stim(
+                Format::Npy,
+                StimulusOptions {
+                    kind: Some(StimulusKind::Images),
+                    ..Default::default()
+                },
+            )(i, o, l)
+        },
+    },
+    Target {
+        name: "npy_recording",
+        seeds: &["npy"],
+        run: |i, o, l| rec(Format::Npy, RecordingOptions::default())(i, o, l),
+    },
+    Target {
+        name: "npz",
+        seeds: &["npz"],
+        run: |i, o, l| {
+            stim(Format::Npz, StimulusOptions::default())(i, o, l);
+            rec(
+                Format::Npz,
+                RecordingOptions {
+                    nan_policy: Some(recording::NanPolicy::Mask),
+                    ..Default::default()
+                },
+            )(i, o, l);
+        },
+    },
+    Target {
+        name: "zip_manifest",
+        seeds: &["zip"],
+        run: |i, o, l| {
+            stim(Format::Zip, StimulusOptions::default())(i, o, l);
+            stim(
+                Format::Zip,
+                StimulusOptions {
+                    resize: Some("5x4".into()),
+                    ..Default::default()
+                },
+            )(i, o, l);
+        },
+    },
+    Target {
+        name: "csv",
+        seeds: &["csv"],
+        run: |i, o, l| {
+            rec(Format::Csv, RecordingOptions::default())(i, o, l);
+            rec(
+                Format::Csv,
+                RecordingOptions {
+                    nan_policy: Some(recording::NanPolicy::Mask),
+                    ..Default::default()
+                },
+            )(i, o, l);
+        },
+    },
+    Target {
+        name: "hdf5",
+        seeds: &["h5"],
+        run: |i, o, l| {
+            stim(
+                Format::Hdf5,
+                StimulusOptions {
+                    dataset: Some("/stimuli/images".into()),
+                    ids_dataset: Some("/stimuli/ids".into()),
+                    ..Default::default()
+                },
+            )(i, o, l);
+            rec(
+                Format::Hdf5,
+                RecordingOptions {
+                    dataset: Some("/neural/counts".into()),
+                    stimulus_ids_dataset: Some("/neural/stimulus_ids".into()),
+                    ..Default::default()
+                },
+            )(i, o, l);
+        },
+    },
+    Target {
+        name: "nwb",
+        seeds: &["nwb"],
+        run: |i, o, l| {
+            rec(
+                Format::Nwb,
+                RecordingOptions {
+                    window_end: Some(0.2),
+                    bin_size: Some(0.05),
+                    ..Default::default()
+                },
+            )(i, o, l);
+            rec(
+                Format::Nwb,
+                RecordingOptions {
+                    dataset: Some("/processing/ecephys/mean_rates/data".into()),
+                    ..Default::default()
+                },
+            )(i, o, l);
+        },
+    },
 ];
 
 /// xorshift64*: fast, seeded, dependency-free.
@@ -81,11 +182,30 @@ impl Rng {
         self.0.wrapping_mul(0x2545F4914F6CDD1D)
     }
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
-const INTERESTING: &[u64] = &[0, 1, 2, 7, 0x7f, 0x80, 0xff, 0x100, 0x7fff, 0xffff, 0x7fff_ffff, 0xffff_ffff, u64::MAX, 1 << 40];
+const INTERESTING: &[u64] = &[
+    0,
+    1,
+    2,
+    7,
+    0x7f,
+    0x80,
+    0xff,
+    0x100,
+    0x7fff,
+    0xffff,
+    0x7fff_ffff,
+    0xffff_ffff,
+    u64::MAX,
+    1 << 40,
+];
 
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>, corpus: &[Vec<u8>]) {
     for _ in 0..1 + rng.below(4) {
@@ -145,7 +265,11 @@ fn corpus(dir: &Path, exts: &[&str]) -> Vec<Vec<u8>> {
         .unwrap_or_else(|e| panic!("seed dir {}: {e}", dir.display()))
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p.extension().and_then(|x| x.to_str()).is_some_and(|x| exts.contains(&x)))
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| exts.contains(&x))
+        })
         .filter_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
         .filter(|(_, b)| b.len() < 4 << 20)
         .collect();
@@ -187,16 +311,28 @@ fn main() {
             if s != 0 && epoch.elapsed().as_secs().saturating_sub(s) > HANG.as_secs() {
                 let dest = crashes.join("hang");
                 let _ = std::fs::copy(&input, &dest);
-                eprintln!("fuzz: an input ran over {HANG:?}; saved as {}", dest.display());
+                eprintln!(
+                    "fuzz: an input ran over {HANG:?}; saved as {}",
+                    dest.display()
+                );
                 std::process::exit(1);
             }
         });
     }
     let mut failed = false;
-    for t in TARGETS.iter().filter(|t| only.is_empty() || only.contains(&t.name)) {
+    for t in TARGETS
+        .iter()
+        .filter(|t| only.is_empty() || only.contains(&t.name))
+    {
         let corpus = corpus(&seeds, t.seeds);
-        assert!(!corpus.is_empty(), "no seeds for {} in {}", t.name, seeds.display());
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ t.name.len() as u64 ^ epoch.elapsed().as_nanos() as u64);
+        assert!(
+            !corpus.is_empty(),
+            "no seeds for {} in {}",
+            t.name,
+            seeds.display()
+        );
+        let mut rng =
+            Rng(0x9E37_79B9_7F4A_7C15 ^ t.name.len() as u64 ^ epoch.elapsed().as_nanos() as u64);
         let deadline = Instant::now() + Duration::from_secs(secs);
         let (mut runs, mut found) = (0u64, 0u32);
         while Instant::now() < deadline {
@@ -217,7 +353,11 @@ fn main() {
                     .unwrap_or_default();
                 let dest = crashes.join(format!("{}-{runs}", t.name));
                 std::fs::write(&dest, &data).unwrap();
-                eprintln!("fuzz: {}: panic ({msg}); input saved as {}", t.name, dest.display());
+                eprintln!(
+                    "fuzz: {}: panic ({msg}); input saved as {}",
+                    t.name,
+                    dest.display()
+                );
                 found += 1;
                 failed = true;
                 if found >= 5 {
@@ -225,7 +365,10 @@ fn main() {
                 }
             }
         }
-        println!("fuzz: {:<14} {runs:>8} inputs in {secs} s, {found} panics", t.name);
+        println!(
+            "fuzz: {:<14} {runs:>8} inputs in {secs} s, {found} panics",
+            t.name
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
     if failed {

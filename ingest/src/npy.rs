@@ -254,10 +254,12 @@ fn read_exactly<R: Read>(
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
-            Ok(0) => return Err(IngestError::invalid(format!(
+            Ok(0) => {
+                return Err(IngestError::invalid(format!(
                 "{field}: truncated: the header declares {total} bytes of data, the file has {}",
                 done + got as u64
-            ))),
+            )))
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(IngestError::invalid(format!("{field}: cannot read: {e}"))),
@@ -387,6 +389,14 @@ impl<W: Write> NpyOut<W> {
         };
         self.written += 1;
         r.map_err(|e| IngestError::io("output", e))
+    }
+
+    /// Values already in the output's dtype and byte order, as bytes.
+    pub fn push_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        self.written += bytes.len() as u64 / self.ty.size();
+        self.w
+            .write_all(bytes)
+            .map_err(|e| IngestError::io("output", e))
     }
 
     pub fn push_all(&mut self, vs: &[f64]) -> Result<()> {

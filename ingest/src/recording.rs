@@ -197,6 +197,10 @@ impl Values<'_> {
     fn check(&mut self, v: f64) -> Result<f64> {
         let i = self.at;
         self.at += 1;
+        self.check_at(i, v)
+    }
+
+    fn check_at(&mut self, i: u64, v: f64) -> Result<f64> {
         if v.is_finite() {
             return Ok(v);
         }
@@ -245,7 +249,31 @@ fn stream_npy<R: Read>(
         nan: 0,
     };
     let item = h.elem.size() as usize;
+    let native = !h.big_endian && matches!(h.elem, npy::Elem::Float(4 | 8));
     npy::for_each_piece(r, h, field, |p| {
+        if native {
+            // Already the stored dtype and byte order: check, then copy as is.
+            let base = vals.at;
+            let bad =
+                |k: usize, v: f64, vals: &mut Values| vals.check_at(base + k as u64, v).map(|_| ());
+            if item == 4 {
+                for (k, c) in p.chunks_exact(4).enumerate() {
+                    let v = f32::from_le_bytes(c.try_into().expect("4 bytes"));
+                    if !v.is_finite() {
+                        bad(k, v as f64, &mut vals)?;
+                    }
+                }
+            } else {
+                for (k, c) in p.chunks_exact(8).enumerate() {
+                    let v = f64::from_le_bytes(c.try_into().expect("8 bytes"));
+                    if !v.is_finite() {
+                        bad(k, v, &mut vals)?;
+                    }
+                }
+            }
+            vals.at += (p.len() / item) as u64;
+            return out.push_raw(p);
+        }
         for b in p.chunks_exact(item) {
             out.push(vals.check(npy::decode_f64(h.elem, h.big_endian, b))?)?;
         }

@@ -542,9 +542,11 @@ fn read_manifest(bytes: &[u8]) -> Result<(Vec<String>, Vec<ManifestRow>, bool)> 
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (idc, filec) = match (col("stimulus_id"), col("filename")) {
         (Some(i), Some(f)) => (i, f),
-        _ => return Err(IngestError::invalid(format!(
+        _ => {
+            return Err(IngestError::invalid(format!(
             "manifest.csv: the header must have stimulus_id and filename columns, got {headers:?}"
-        ))),
+        )))
+        }
     };
     let labelc = col("label");
     let extra_cols: Vec<usize> = (0..headers.len())

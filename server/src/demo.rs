@@ -81,7 +81,10 @@ async fn demo_benchmark(
     let set = svc
         .upload_stimulus_set(
             caller,
-            StimulusSetUpload { name: "dead-leaves-120".into(), options: Default::default() },
+            StimulusSetUpload {
+                name: "dead-leaves-120".into(),
+                options: Default::default(),
+            },
             once(data.images.clone()),
         )
         .await?;
@@ -108,9 +111,10 @@ async fn demo_benchmark(
             caller,
             NewBenchmark {
                 name: "v1-simulated".into(),
-                description: "Ridge predictivity of the simulated V1 recording (built-in generator), \
+                description:
+                    "Ridge predictivity of the simulated V1 recording (built-in generator), \
                               split-half ceiling, r/c normalization"
-                    .into(),
+                        .into(),
                 recording: rec.id,
                 metric: MetricRequest::Id("ridge".into()),
                 ceiling: Some(CeilingSpec {
@@ -119,8 +123,13 @@ async fn demo_benchmark(
                     seed: 1,
                     normalization: Normalization::ROverC,
                 }),
-                neuron_filter: Some(NeuronFilter { min_reliability: 0.3 }),
-                splits: Some(BenchmarkSplits { seed: Some(1), explicit: None }),
+                neuron_filter: Some(NeuronFilter {
+                    min_reliability: 0.3,
+                }),
+                splits: Some(BenchmarkSplits {
+                    seed: Some(1),
+                    explicit: None,
+                }),
             },
         )
         .await?;
@@ -159,7 +168,9 @@ pub async fn run(
         rec.reliability.median.unwrap_or(f64::NAN),
         bench.neurons_kept,
     );
-    let a = svc.upload_array(&caller, "demo-layer", once(data.layer)).await?;
+    let a = svc
+        .upload_array(&caller, "demo-layer", once(data.layer))
+        .await?;
     let metrics = ["linear_cka", "rsa", "ridge"]
         .into_iter()
         .map(|m| MetricRequest::Id(m.into()))

@@ -139,16 +139,22 @@ impl Service {
             self.cfg.ingest_limits(),
             up.options,
         );
-        let (data, rel) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let data = recording::read(&inp, &opts, &set_ids, &limits, &outp)?;
-            let offset = encode_header(data.dtype.descr(), &data.shape).len() as u64;
-            let mut f = File::open(&outp)?;
-            let rel = reliability::split_half(&mut f, offset, data.dtype, &data.shape)?;
-            Ok((data, rel))
+        let data = tokio::task::spawn_blocking(move || {
+            recording::read(&inp, &opts, &set_ids, &limits, &outp)
         })
         .await
         .map_err(join_error)??;
         drop(input);
+        // Reliability reads the normalized file while it streams into the
+        // blob store: one is CPU-bound, the other waits on Postgres.
+        let (outp, dtype, shape) = (out.path().to_owned(), data.dtype, data.shape.clone());
+        let reliability = tokio::task::spawn_blocking(move || -> Result<_> {
+            let offset = encode_header(dtype.descr(), &shape).len() as u64;
+            let mut f = File::open(&outp)?;
+            Ok(reliability::split_half(&mut f, offset, dtype, &shape)?)
+        });
+        let (writer, rel) = tokio::join!(self.blob_from_file(out.path()), reliability);
+        let (mut writer, rel) = (writer?, rel.map_err(join_error)??);
 
         let mut meta = up.meta;
         if meta.bin_size_ms.is_none() {
@@ -159,7 +165,6 @@ impl Service {
             o.insert("format".into(), data.format.as_str().into());
             o.insert("source_dtype".into(), data.source_dtype.clone().into());
         }
-        let mut writer = self.blob_from_file(out.path()).await?;
         let mut tx = self.pool.begin().await?;
         let array = insert_array(
             &mut tx,

@@ -186,7 +186,13 @@ mod tests {
 
     #[test]
     fn shapes_rotate_and_translate_as_their_parameters_say() {
-        let p = |kind, rotation, dx, dy| ShapeParams { kind, rotation, dx, dy, scale: 0.2 };
+        let p = |kind, rotation, dx, dy| ShapeParams {
+            kind,
+            rotation,
+            dx,
+            dy,
+            scale: 0.2,
+        };
         // A square turned a quarter turn about the image centre is itself.
         let a = shape(32, &p(ShapeKind::Square, 0.0, 0.0, 0.0));
         let b = shape(32, &p(ShapeKind::Square, PI / 2.0, 0.0, 0.0));

@@ -434,6 +434,24 @@ async fn bad_input_is_refused_and_leaves_nothing(pool: PgPool) {
         (stim(""), file("stim.npz")[..500].to_vec(), 400, "file"),
         (stim(""), Vec::new(), 400, "empty"),
         (
+            stim("format=zip"),
+            half(file("images_png.zip")),
+            400,
+            "not a readable zip archive",
+        ),
+        (
+            rec("window_end=0.2"),
+            file("rec.nwb")[..3000].to_vec(),
+            400,
+            "file: ",
+        ),
+        (
+            rec(""),
+            common::npy("<f4", &[4, 0, 9], &[]),
+            400,
+            "zero stimuli",
+        ),
+        (
             rec(""),
             file("rec_nan.npy"),
             400,
@@ -541,6 +559,11 @@ async fn bad_input_is_refused_and_leaves_nothing(pool: PgPool) {
         assert_eq!(stored(&srv).await, before, "{path}: nothing stored");
     }
     srv.stop().await;
+}
+
+fn half(mut b: Vec<u8>) -> Vec<u8> {
+    b.truncate(b.len() / 2);
+    b
 }
 
 fn uuid_nil() -> &'static str {
