@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use hdf5_reader::{Datatype, Hdf5File, OpenOptions};
+use hdf5_reader::{Dataset, Datatype, H5Type, Hdf5File, OpenOptions, SliceInfo, SliceInfoElem};
 
 use crate::error::{IngestError, Result};
 use crate::limits::Limits;
@@ -61,66 +61,39 @@ impl H5 {
         let ds = self.dataset(param, path)?;
         let shape = ds.shape().to_vec();
         limits.check_bytes(param, &shape, 8)?;
-        let field = format!("{param} {path:?}");
-        macro_rules! read_as {
-            ($t:ty) => {
-                ds.read_array::<$t>()
-                    .map_err(|e| h5err(&field, e))?
-                    .iter()
-                    .map(|&v| v as f64)
-                    .collect::<Vec<f64>>()
-            };
-        }
-        let values = match ds.dtype() {
-            Datatype::FloatingPoint { size: 8, .. } => read_as!(f64),
-            Datatype::FloatingPoint { size: 4, .. } => read_as!(f32),
-            Datatype::FixedPoint {
-                size: 1,
-                signed: true,
-                ..
-            } => read_as!(i8),
-            Datatype::FixedPoint {
-                size: 1,
-                signed: false,
-                ..
-            } => read_as!(u8),
-            Datatype::FixedPoint {
-                size: 2,
-                signed: true,
-                ..
-            } => read_as!(i16),
-            Datatype::FixedPoint {
-                size: 2,
-                signed: false,
-                ..
-            } => read_as!(u16),
-            Datatype::FixedPoint {
-                size: 4,
-                signed: true,
-                ..
-            } => read_as!(i32),
-            Datatype::FixedPoint {
-                size: 4,
-                signed: false,
-                ..
-            } => read_as!(u32),
-            Datatype::FixedPoint {
-                size: 8,
-                signed: true,
-                ..
-            } => read_as!(i64),
-            Datatype::FixedPoint {
-                size: 8,
-                signed: false,
-                ..
-            } => read_as!(u64),
-            other => {
-                return Err(IngestError::invalid(format!(
-                    "{field}: has type {other:?}; a numeric (integer or float) dataset is needed"
-                )))
-            }
-        };
-        Ok((shape, values))
+        Ok((shape, numeric(&ds, &format!("{param} {path:?}"), None)?))
+    }
+
+    /// The shape of a dataset.
+    pub fn shape(&self, param: &str, path: &str) -> Result<Vec<u64>> {
+        Ok(self.dataset(param, path)?.shape().to_vec())
+    }
+
+    /// Rows `start..start + count` along the first axis of a numeric dataset,
+    /// so large datasets are read a slab at a time.
+    pub fn read_rows_f64(
+        &self,
+        param: &str,
+        path: &str,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<f64>> {
+        let ds = self.dataset(param, path)?;
+        let mut selections = vec![SliceInfoElem::Slice {
+            start,
+            end: start + count,
+            step: 1,
+        }];
+        selections.extend((1..ds.ndim()).map(|_| SliceInfoElem::Slice {
+            start: 0,
+            end: u64::MAX,
+            step: 1,
+        }));
+        numeric(
+            &ds,
+            &format!("{param} {path:?}"),
+            Some(&SliceInfo { selections }),
+        )
     }
 
     /// The element type name of a numeric dataset, for provenance.
@@ -164,4 +137,79 @@ impl H5 {
             ))),
         }
     }
+}
+
+/// Numbers that widen to f64 (int64 beyond 2^53 rounds, as in numpy).
+trait Widen: H5Type + Copy {
+    fn widen(self) -> f64;
+}
+
+macro_rules! widen {
+    ($($t:ty),*) => {$(impl Widen for $t { fn widen(self) -> f64 { self as f64 } })*};
+}
+widen!(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64);
+
+fn read_as<T: Widen>(ds: &Dataset, field: &str, sel: Option<&SliceInfo>) -> Result<Vec<f64>> {
+    let a = match sel {
+        Some(s) => ds.read_slice::<T>(s),
+        None => ds.read_array::<T>(),
+    }
+    .map_err(|e| h5err(field, e))?;
+    Ok(a.iter().map(|&v| v.widen()).collect())
+}
+
+/// A numeric dataset (or a slab of it) as f64, whatever its stored type.
+fn numeric(ds: &Dataset, field: &str, sel: Option<&SliceInfo>) -> Result<Vec<f64>> {
+    match ds.dtype() {
+        Datatype::FloatingPoint { size: 8, .. } => read_as::<f64>(ds, field, sel),
+        Datatype::FloatingPoint { size: 4, .. } => read_as::<f32>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 1,
+            signed: true,
+            ..
+        } => read_as::<i8>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 1,
+            signed: false,
+            ..
+        } => read_as::<u8>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 2,
+            signed: true,
+            ..
+        } => read_as::<i16>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 2,
+            signed: false,
+            ..
+        } => read_as::<u16>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 4,
+            signed: true,
+            ..
+        } => read_as::<i32>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 4,
+            signed: false,
+            ..
+        } => read_as::<u32>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 8,
+            signed: true,
+            ..
+        } => read_as::<i64>(ds, field, sel),
+        Datatype::FixedPoint {
+            size: 8,
+            signed: false,
+            ..
+        } => read_as::<u64>(ds, field, sel),
+        other => Err(IngestError::invalid(format!(
+            "{field}: has type {other:?}; a numeric (integer or float) dataset is needed"
+        ))),
+    }
+}
+
+/// How many rows of `row_values` elements fit a slab of about 64 MiB of f64.
+pub fn rows_per_slab(row_values: u64) -> u64 {
+    ((64u64 << 20) / (8 * row_values.max(1))).max(1)
 }

@@ -400,20 +400,47 @@ fn read_hdf5(
         IngestError::invalid("dataset: required for an HDF5 recording (the path of the repetitions × stimuli × neurons array)")
     })?;
     let ty_name = h5.type_name("dataset", ds)?;
-    let (src_shape, values) = h5.read_f64("dataset", ds, limits)?;
+    let src_shape = h5.shape("dataset", ds)?;
     let shape = normalized_shape(&src_shape, limits)?;
     let ty = if ty_name == "float32" {
         OutType::F32
     } else {
         OutType::F64
     };
+    limits.check_bytes("shape", &shape, ty.size())?;
     let ids = opts
         .stimulus_ids_dataset
         .as_deref()
         .map(|p| h5.read_strings("stimulus_ids_dataset", p, limits))
         .transpose()?;
     let stimulus_index = stimulus_index(shape[1], ids.as_deref(), set_ids)?;
-    let nan_count = write_dense(&values, &shape, ty, policy, sink)?;
+    // Slabs of rows along the source's first axis, in C order like the output.
+    let mut out = NpyOut::new(sink, ty, &shape)?;
+    let mut vals = Values {
+        shape: &shape,
+        policy,
+        at: 0,
+        nan: 0,
+    };
+    let (rows, row_values) = (src_shape[0], src_shape[1..].iter().product::<u64>());
+    let mut row = 0;
+    while row < rows {
+        let n = crate::h5::rows_per_slab(row_values).min(rows - row);
+        let slab = h5.read_rows_f64("dataset", ds, row, n)?;
+        if slab.len() as u64 != n * row_values {
+            return Err(IngestError::invalid(format!(
+                "dataset: {ds:?} returned a short slab"
+            )));
+        }
+        for v in slab {
+            out.push(vals.check(v)?)?;
+        }
+        row += n;
+    }
+    out.finish()?
+        .sync_all()
+        .map_err(|e| IngestError::io("output", e))?;
+    let nan_count = vals.nan;
     let mut d = RecordingData {
         format,
         trial_averaged: src_shape.len() == 2,

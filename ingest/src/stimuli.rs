@@ -217,15 +217,34 @@ impl<R: Read> Items for NpyItems<R> {
     }
 }
 
-struct VecItems {
-    values: Vec<f64>,
+/// Stimuli of an HDF5 dataset, read a slab of rows at a time.
+struct H5Items<'a> {
+    h5: &'a H5,
+    path: &'a str,
+    rows: u64,
+    next_row: u64,
+    slab: Vec<f64>,
     at: usize,
 }
 
-impl Items for VecItems {
+impl Items for H5Items<'_> {
     fn next_into(&mut self, buf: &mut Vec<f64>, count: usize) -> Result<()> {
+        if self.at >= self.slab.len() {
+            let n = crate::h5::rows_per_slab(count as u64).min(self.rows - self.next_row);
+            self.slab = self
+                .h5
+                .read_rows_f64("dataset", self.path, self.next_row, n)?;
+            self.next_row += n;
+            self.at = 0;
+            if self.slab.len() != (n as usize) * count {
+                return Err(IngestError::invalid(format!(
+                    "dataset: {:?} returned a short slab",
+                    self.path
+                )));
+            }
+        }
         buf.clear();
-        buf.extend_from_slice(&self.values[self.at..self.at + count]);
+        buf.extend_from_slice(&self.slab[self.at..self.at + count]);
         self.at += count;
         Ok(())
     }
@@ -505,11 +524,16 @@ fn read_hdf5(
         )
     })?;
     let ty = h5.type_name("dataset", ds)?;
-    let (shape, values) = h5.read_f64("dataset", ds, limits)?;
+    let shape = h5.shape("dataset", ds)?;
     let is_u8 = ty == "uint8";
-    let per: u64 = shape.iter().skip(1).product();
-    let _ = per;
-    let mut items = VecItems { values, at: 0 };
+    let mut items = H5Items {
+        h5: &h5,
+        path: ds,
+        rows: shape.first().copied().unwrap_or(0),
+        next_row: 0,
+        slab: Vec::new(),
+        at: 0,
+    };
     let mut data = from_array(&shape, &ty, is_u8, &mut items, opts, limits, sink)?;
     data.format = format;
     data.ids = match &opts.ids_dataset {
