@@ -2,8 +2,9 @@
 //! (spike times binned per trial, or a processed array), normalized to
 //! repetitions × stimuli × neurons [× time bins] with NaN where a value is
 //! missing (ragged repetitions, masked NaN), and aligned to the stimulus set
-//! by id. `.npy` and `.npz` stream through in bounded memory; the other
-//! formats build the dense array in memory, bounded by the decoded limit.
+//! by id. `.npy`/`.npz` stream through and HDF5 datasets are read a slab
+//! of rows at a time, in bounded memory; long CSV and NWB spike binning
+//! build the dense array in memory, bounded by the decoded limit.
 
 use std::collections::HashMap;
 use std::fs::File;
