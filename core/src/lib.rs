@@ -3,6 +3,7 @@
 //! HTTP and gRPC transports call. This crate knows neither axum, tonic nor
 //! tch: transports and compute depend on it, never the other way round.
 
+pub mod architecture;
 pub mod auth;
 pub mod blobs;
 pub mod budget;

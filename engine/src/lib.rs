@@ -12,6 +12,7 @@ pub mod inference;
 pub mod kendall;
 pub mod knn;
 pub mod metrics;
+pub mod models;
 pub mod one_to_one;
 pub mod pipeline;
 pub mod pls;
