@@ -22,3 +22,4 @@ fi
 mkdir -p target/fixtures
 python fixtures/engine_fixtures.py target/fixtures/engine.json
 python fixtures/ingest_fixtures.py target/fixtures/ingest
+python fixtures/model_fixtures.py target/fixtures/models

@@ -417,6 +417,19 @@ impl ModelSpec {
     }
 }
 
+/// How a layer with spatial axes (N × C × H × W) becomes features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// Mean over space: N × C.
+    #[default]
+    Avg,
+    /// Max over space: N × C.
+    Max,
+    /// Every unit: N × (C·H·W).
+    Flatten,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum InputKind {
