@@ -20,6 +20,12 @@ pub mod resources;
 pub mod service;
 pub mod spool;
 
+/// Recorded with every score.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The libtorch the workspace builds against (the PyPI `torch` wheel that
+/// `tch` 0.26 expects; `scripts/setup.sh` installs exactly this).
+pub const LIBTORCH_VERSION: &str = "2.13.0";
+
 pub use auth::Caller;
 pub use config::ServiceConfig;
 pub use error::{Error, ErrorCode, Result};

@@ -79,6 +79,40 @@ pub enum JobSpec {
     Compare(CompareSpec),
     /// Does nothing for a while; for queue tests, benchmarks and health checks.
     Noop(NoopSpec),
+    /// Score a model version against benchmarks, layer by layer.
+    Score(ScoreSpec),
+    /// Load a newly registered model on a worker and record its layers
+    /// (submitted by registration, not by clients).
+    ProbeModel(ProbeModelSpec),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoreSpec {
+    pub model: Uuid,
+    /// Benchmark references: ids, `lab/name@version` or `lab/name`.
+    pub benchmarks: Vec<String>,
+    /// How spatial layers become features (default avg over space).
+    #[serde(default)]
+    pub pooling: crate::architecture::Pooling,
+    /// Score only these layers (default: every layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<String>>,
+    /// Reduce each layer to k dimensions before scoring (declared in results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reduce: Option<crate::inference::ReduceSpec>,
+    /// Bootstrap interval of the selected layer's score.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<crate::inference::BootstrapSpec>,
+    /// Fixed extraction batch size (default: sized to memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeModelSpec {
+    pub model: Uuid,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -143,7 +177,8 @@ pub struct NoopSpec {
 }
 
 impl JobSpec {
-    pub const KINDS: [&'static str; 2] = ["compare", "noop"];
+    /// Kinds clients may submit.
+    pub const KINDS: [&'static str; 3] = ["compare", "noop", "score"];
 
     /// Decodes a spec from JSON, naming the offending field (`spec.b`) in
     /// errors, which serde's tagged-enum decoding cannot do by itself.
@@ -176,6 +211,10 @@ impl JobSpec {
         match kind.as_str() {
             "compare" => typed(fields).map(JobSpec::Compare),
             "noop" => typed(fields).map(JobSpec::Noop),
+            "score" => typed(fields).map(JobSpec::Score),
+            "probe_model" => Err(Error::invalid(
+                "spec.kind: probe_model jobs are started by model registration (POST /v1/models)",
+            )),
             other => Err(Error::invalid(format!(
                 "spec.kind: unknown job kind {other:?} (known: {})",
                 Self::KINDS.join(", ")
@@ -187,6 +226,8 @@ impl JobSpec {
         match self {
             JobSpec::Compare(_) => "compare",
             JobSpec::Noop(_) => "noop",
+            JobSpec::Score(_) => "score",
+            JobSpec::ProbeModel(_) => "probe_model",
         }
     }
 }

@@ -186,3 +186,115 @@ pub struct Benchmark {
     pub deprecation_reason: Option<String>,
     pub created_at: DateTime<Utc>,
 }
+
+/// One layer of a registered model and its per-stimulus output shape.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ModelLayer {
+    pub name: String,
+    pub shape: Vec<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Model {
+    pub id: Uuid,
+    pub name: String,
+    pub version: i32,
+    /// torchscript | builtin
+    pub kind: String,
+    /// sha256 of the TorchScript file, or of the canonical spec.
+    pub content_hash: String,
+    /// sha256 over the content hash and the declared input: the version's identity.
+    pub version_hash: String,
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub input: crate::architecture::InputSpec,
+    pub layer_names: Option<Vec<String>>,
+    /// probing | ready | failed
+    pub state: String,
+    pub error: Option<String>,
+    pub layers: Vec<ModelLayer>,
+    /// sha256 of a built-in model's weights (safetensors checkpoint).
+    pub weights_sha256: Option<String>,
+    pub probe_job_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBuiltinModel {
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub spec: serde_json::Value,
+    /// Defaults to what the architecture takes, in [0, 1], unnormalized.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<crate::architecture::InputSpec>,
+}
+
+/// One scored layer of one benchmark.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct LayerScore {
+    pub layer: String,
+    pub time_bin: Option<i32>,
+    pub selection_value: Option<f64>,
+    pub raw: f64,
+    pub ceiling: Option<f64>,
+    pub normalized: Option<f64>,
+    pub selected: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct BenchmarkScore {
+    pub benchmark_id: Uuid,
+    pub benchmark: String,
+    pub region: Option<String>,
+    pub metric: String,
+    pub job_id: Uuid,
+    pub layer: String,
+    pub raw: f64,
+    pub ceiling: Option<f64>,
+    pub normalized: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+    pub per_neuron_array_id: Option<Uuid>,
+    #[schema(value_type = Object)]
+    pub seeds: serde_json::Value,
+    pub engine_version: String,
+    pub libtorch_version: String,
+    pub curve: Vec<LayerScore>,
+    pub scored_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct ScoreCard {
+    pub model: Model,
+    /// The latest score of each benchmark this model was scored on.
+    pub benchmarks: Vec<BenchmarkScore>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct LeaderboardEntry {
+    pub rank: u32,
+    pub lab: String,
+    pub model_id: Uuid,
+    /// `name@version`
+    pub model: String,
+    pub layer: Option<String>,
+    /// The ranked value: the normalized score when there is a ceiling, else
+    /// the raw score (a mean over benchmarks for an aggregate board).
+    pub score: f64,
+    pub raw: Option<f64>,
+    pub ci: Option<[f64; 2]>,
+    pub benchmarks: u32,
+    pub job_id: Option<Uuid>,
+    pub scored_at: DateTime<Utc>,
+}
+
+/// Which layer best matches each brain region, from a model's scores.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RegionLayer {
+    pub region: String,
+    pub layer: String,
+    /// Mean normalized (else raw) score of that layer over the region's benchmarks.
+    pub score: f64,
+    pub benchmarks: Vec<String>,
+}

@@ -19,7 +19,7 @@ pub struct WorkerConfig {
         long = "worker-kinds",
         env = "NEURALIGN_WORKER_KINDS",
         value_delimiter = ',',
-        default_value = "compare,noop"
+        default_value = "compare,noop,score,probe_model"
     )]
     pub kinds: Vec<String>,
     /// A name for this worker in job events; defaults to host:pid.
@@ -40,7 +40,9 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: 2,
             device: "auto".into(),
-            kinds: vec!["compare".into(), "noop".into()],
+            kinds: ["compare", "noop", "score", "probe_model"]
+                .map(String::from)
+                .to_vec(),
             worker_id: None,
             drain_ms: 20_000,
         }

@@ -221,12 +221,17 @@ impl Service {
     /// By id, `lab/name@version`, or `lab/name` (its newest version that is
     /// not deprecated). Visible when the caller's lab owns it or it is public.
     pub async fn get_benchmark(&self, caller: &Caller, reference: &str) -> Result<Benchmark> {
+        self.benchmark_for_lab(caller.lab_id(), reference).await
+    }
+
+    /// `get_benchmark` for a lab id (workers act for a job's lab).
+    pub async fn benchmark_for_lab(&self, lab_id: Uuid, reference: &str) -> Result<Benchmark> {
         let visible = "(b.lab_id = $1 OR b.public)";
         let row = if let Ok(id) = Uuid::parse_str(reference) {
             sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM {FROM} WHERE {visible} AND b.id = $2"
             ))
-            .bind(caller.lab_id())
+            .bind(lab_id)
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -252,7 +257,7 @@ impl Service {
                    AND ($4::int IS NULL AND b.deprecated_at IS NULL OR b.version = $4) \
                  ORDER BY b.version DESC LIMIT 1"
             ))
-            .bind(caller.lab_id())
+            .bind(lab_id)
             .bind(lab)
             .bind(name)
             .bind(version)

@@ -151,6 +151,10 @@ impl Service {
                 }
                 Ok(())
             }
+            JobSpec::Score(s) => self.validate_score(caller, s).await,
+            JobSpec::ProbeModel(_) => Err(Error::invalid(
+                "spec.kind: probe_model jobs are started by model registration (POST /v1/models)",
+            )),
         }
     }
 

@@ -7,7 +7,9 @@ mod arrays;
 mod benchmarks;
 mod jobs;
 mod labs;
+mod models;
 mod recordings;
+mod scores;
 mod stimuli;
 
 use sqlx::PgPool;
@@ -19,7 +21,9 @@ use crate::notify::Notifications;
 
 pub use arrays::ByteStream;
 pub use benchmarks::{BenchmarkFilter, BenchmarkScope};
+pub use models::{ModelSource, ProbeOutcome, TorchScriptParams, TorchScriptUpload};
 pub use recordings::{RecordingParams, RecordingUpload, RELIABILITY_METHOD};
+pub use scores::{NewScore, ScoringInput};
 pub use stimuli::{StimulusSetParams, StimulusSetUpload};
 
 #[derive(Clone)]

@@ -7,6 +7,7 @@ mod data;
 mod extract;
 mod jobs;
 mod labs;
+mod models;
 mod openapi;
 
 use std::sync::atomic::Ordering;
@@ -64,6 +65,20 @@ pub fn router(state: AppState) -> Router {
             "/benchmarks/{reference}/deprecate",
             post(benchmarks::deprecate),
         )
+        .route(
+            "/benchmarks/{reference}/leaderboard",
+            get(models::leaderboard),
+        )
+        .route("/leaderboard", get(models::aggregate))
+        .route(
+            "/models/torchscript",
+            post(models::register_torchscript).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/models/builtin", post(models::register_builtin))
+        .route("/models", get(models::list))
+        .route("/models/{id}", get(models::get_one))
+        .route("/models/{id}/scores", get(models::score_card))
+        .route("/models/{id}/region-map", get(models::region_map))
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_one))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

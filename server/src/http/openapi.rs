@@ -18,6 +18,8 @@ use utoipa::OpenApi;
         super::data::recording_neurons, super::data::recording_stimuli,
         super::benchmarks::create, super::benchmarks::list, super::benchmarks::get_one,
         super::benchmarks::publish, super::benchmarks::deprecate,
+        super::models::register_torchscript, super::models::register_builtin, super::models::list, super::models::get_one,
+        super::models::score_card, super::models::region_map, super::models::leaderboard, super::models::aggregate,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -5,4 +5,5 @@ mod common;
 mod grpc;
 mod http;
 mod ingest;
+mod models;
 mod reference;

@@ -2,7 +2,10 @@
 //! output; `run_claimed` dispatches on the stored kind name.
 
 mod compare;
+mod models;
 mod noop;
+mod probe;
+mod score;
 
 use std::future::Future;
 
@@ -17,6 +20,8 @@ use neuralign_core::Service;
 
 pub use compare::Compare;
 pub use noop::Noop;
+pub use probe::Probe;
+pub use score::Score;
 
 /// How a job attempt failed.
 #[derive(Debug)]
@@ -124,6 +129,8 @@ pub async fn run_claimed(kind: &str, ctx: JobContext, spec: Value) -> Outcome {
     match kind {
         Compare::KIND => run_kind::<Compare>(ctx, spec).await,
         Noop::KIND => run_kind::<Noop>(ctx, spec).await,
+        Probe::KIND => run_kind::<Probe>(ctx, spec).await,
+        Score::KIND => run_kind::<Score>(ctx, spec).await,
         other => Outcome::Fatal(format!(
             "kind: this worker cannot run jobs of kind {other:?}"
         )),

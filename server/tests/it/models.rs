@@ -1,0 +1,458 @@
+//! Models and scores end to end: TorchScript exported by PyTorch and
+//! built-in specs registered (probed on a worker, bad ones refused with
+//! nothing left behind), score jobs that recover the layer a recording was
+//! generated from, the activation cache, score cards and leaderboards.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::common::{self, TestServer};
+
+fn file(name: &str) -> Vec<u8> {
+    let p = format!(
+        "{}/../target/fixtures/models/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&p).unwrap_or_else(|e| {
+        panic!("cannot read {p} ({e}); run scripts/fixtures.sh (scripts/test.sh does)")
+    })
+}
+
+async fn send(srv: &TestServer, key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.bearer_auth(key).send().await.unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn torchscript(srv: &TestServer, key: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
+    let req = srv
+        .client
+        .post(srv.url(&format!("/v1/models/torchscript?{query}")))
+        .body(body);
+    send(srv, key, req).await
+}
+
+fn input(v: Value) -> String {
+    format!("input={}", urlencode(&v.to_string()))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn wait_job(srv: &TestServer, key: &str, id: &str) -> Value {
+    for _ in 0..1200 {
+        let (_, j) = send(srv, key, srv.client.get(srv.url(&format!("/v1/jobs/{id}")))).await;
+        if matches!(
+            j["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return j;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("job {id} did not finish");
+}
+
+async fn stored(srv: &TestServer) -> (i64, i64) {
+    (srv.count("models").await, srv.count("blobs").await)
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn torchscript_registration_probes_layers_and_refuses_bad_models(pool: PgPool) {
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("modellab").await;
+    let img = input(json!({"kind": "images", "size": [16, 16], "channels": 3}));
+    let (s, m) = torchscript(&srv, &key, &format!("name=cnn&{img}"), file("dict_cnn.pt")).await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["state"], "ready");
+    assert_eq!(m["version"], 1);
+    assert_eq!(
+        m["layers"],
+        json!([{"name": "relu1", "shape": [8, 16, 16]}, {"name": "relu2", "shape": [16, 8, 8]},
+               {"name": "relu3", "shape": [16, 4, 4]}, {"name": "fc", "shape": [10]}])
+    );
+    // Content-addressed: the same file and input is the same version.
+    let (s, again) = torchscript(&srv, &key, &format!("name=cnn&{img}"), file("dict_cnn.pt")).await;
+    assert_eq!(s, 201);
+    assert_eq!(again["id"], m["id"]);
+    let (_, v2) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=cnn&{}",
+            input(json!({"kind": "images", "size": [20, 20], "channels": 3}))
+        ),
+        file("dict_cnn.pt"),
+    )
+    .await;
+    assert_eq!(v2["version"], 2);
+    let (s, t) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=mlp&layer_names=hidden,out&{}",
+            input(json!({"kind": "features", "features": 6}))
+        ),
+        file("tuple_mlp.pt"),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(
+        t["layers"],
+        json!([{"name": "hidden", "shape": [5]}, {"name": "out", "shape": [4]}])
+    );
+
+    let before = stored(&srv).await;
+    let features4 = input(json!({"kind": "features", "features": 4}));
+    for (query, body, fragment) in [
+        (
+            img.clone(),
+            file("state_dict_not_torchscript.pt"),
+            "file: not a loadable TorchScript module",
+        ),
+        (features4.clone(), file("empty_dict.pt"), "no named layers"),
+        (
+            features4.clone(),
+            file("needs_5_features.pt"),
+            "input: the model rejected a batch of shape [2, 4]",
+        ),
+        (
+            input(json!({"kind": "features", "features": 6})),
+            file("tuple_mlp.pt"),
+            "layer_names: the model returns 2 unnamed tensors",
+        ),
+        (
+            input(json!({"kind": "images", "channels": 3})),
+            file("dict_cnn.pt"),
+            "input.size: required",
+        ),
+        ("name=x".to_string(), file("dict_cnn.pt"), "input: required"),
+        (
+            input(json!({"kind": "images", "size": [16, 16], "channels": 2})),
+            file("dict_cnn.pt"),
+            "input.channels: must be 1 or 3",
+        ),
+    ] {
+        let (s, v) = torchscript(&srv, &key, &query, body).await;
+        assert_eq!(s, 400, "{query}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(fragment),
+            "{query}: {v}"
+        );
+        assert_eq!(stored(&srv).await, before, "{query}: nothing stored");
+    }
+    srv.stop().await;
+}
+
+fn cnn_spec() -> Value {
+    json!({"architecture": {"type": "cnn", "channels": 1, "height": 24, "width": 24,
+        "blocks": [{"channels": 8, "pool": {"kind": "max"}}, {"channels": 16, "pool": {"kind": "max"}}, {"channels": 16}],
+        "unit": {"activation": "relu"}}, "seed": 4})
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn builtin_models_register_from_specs(pool: PgPool) {
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("builtinlab").await;
+    let post = |body: Value| srv.client.post(srv.url("/v1/models/builtin")).json(&body);
+    let (s, m) = send(&srv, &key, post(json!({"name": "cnn", "spec": cnn_spec()}))).await;
+    assert_eq!(s, 201, "{m}");
+    assert_eq!(m["kind"], "builtin");
+    assert_eq!(
+        m["layers"][0],
+        json!({"name": "conv1", "shape": [8, 24, 24]})
+    );
+    assert_eq!(m["layers"].as_array().unwrap().len(), 8);
+    assert!(m["weights_sha256"].as_str().unwrap().len() == 64);
+    let (_, again) = send(&srv, &key, post(json!({"name": "cnn", "spec": cnn_spec()}))).await;
+    assert_eq!(again["id"], m["id"]);
+    let (s, v) = send(&srv, &key, post(json!({"name": "bad", "spec": {"architecture": {"type": "mlp", "input": 3, "hidden": []}}}))).await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.architecture.hidden"),
+        "{v}"
+    );
+    let (s, v) = send(
+        &srv,
+        &key,
+        post(json!({"name": "bad", "spec": cnn_spec(), "input": {"kind": "features"}})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"].as_str().unwrap().starts_with("input.kind"),
+        "{v}"
+    );
+    srv.stop().await;
+}
+
+/// Uploads the recovery stimuli and a recording; returns the benchmark reference.
+async fn recovery_benchmark(srv: &TestServer, key: &str, lab: &str, recording: Vec<u8>) -> String {
+    let (s, set) = send(
+        srv,
+        key,
+        srv.client
+            .post(srv.url("/v1/stimulus-sets?name=noise"))
+            .body(file("recovery_stimuli.npy")),
+    )
+    .await;
+    assert_eq!(s, 201, "{set}");
+    let url = format!(
+        "/v1/recordings?name=sim&region=V4&stimulus_set={}",
+        set["id"].as_str().unwrap()
+    );
+    let (s, rec) = send(srv, key, srv.client.post(srv.url(&url)).body(recording)).await;
+    assert_eq!(s, 201, "{rec}");
+    let body = json!({"name": "recovery", "recording": rec["id"], "metric": {"id": "ridge", "options": {"folds": 4}},
+        "ceiling": {"splits": 10, "seed": 1}, "splits": {"seed": 3}});
+    let (s, b) = send(
+        srv,
+        key,
+        srv.client.post(srv.url("/v1/benchmarks")).json(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    assert_eq!(b["reference"], format!("{lab}/recovery@1"));
+    b["reference"].as_str().unwrap().to_string()
+}
+
+async fn score(srv: &TestServer, key: &str, spec: Value) -> Value {
+    let (s, j) = send(
+        srv,
+        key,
+        srv.client
+            .post(srv.url("/v1/jobs"))
+            .json(&json!({"spec": spec})),
+    )
+    .await;
+    assert_eq!(s, 201, "{j}");
+    let done = wait_job(srv, key, j["id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    done["result"].clone()
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(pool: PgPool) {
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("recover").await;
+    let bench = recovery_benchmark(&srv, &key, "recover", file("recovery_recording.npy")).await;
+    let (s, m) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=cnn&{}",
+            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
+        ),
+        file("dict_cnn.pt"),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    let model = m["id"].as_str().unwrap();
+    let r = score(
+        &srv,
+        &key,
+        json!({"kind": "score", "model": model, "benchmarks": [bench]}),
+    )
+    .await;
+    let b = &r["benchmarks"][0];
+    assert_eq!(b["state"], "succeeded", "{r}");
+    assert_eq!(
+        b["layer"], "relu2",
+        "the generating layer ranks first: {}",
+        b["curve"]
+    );
+    assert_eq!(b["cache"], json!({"hits": 0, "misses": 4}));
+    let curve = b["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 4);
+    let best = curve.iter().find(|l| l["selected"] == true).unwrap();
+    assert!(
+        best["normalized"].as_f64().unwrap() > 0.0 && best["ceiling"].as_f64().unwrap() > 0.5,
+        "{best}"
+    );
+    // Same inputs: every layer from the cache, same numbers.
+    let again = score(
+        &srv,
+        &key,
+        json!({"kind": "score", "model": model, "benchmarks": [bench]}),
+    )
+    .await;
+    assert_eq!(
+        again["benchmarks"][0]["cache"],
+        json!({"hits": 4, "misses": 0})
+    );
+    assert_eq!(again["benchmarks"][0]["raw"], b["raw"]);
+    // Changed preprocessing: a miss.
+    let maxed = score(&srv, &key, json!({"kind": "score", "model": model, "benchmarks": [bench], "pooling": "max", "layers": ["relu2"]})).await;
+    assert_eq!(
+        maxed["benchmarks"][0]["cache"],
+        json!({"hits": 0, "misses": 1})
+    );
+    // Score card, region map and leaderboard.
+    let (_, card) = send(
+        &srv,
+        &key,
+        srv.client
+            .get(srv.url(&format!("/v1/models/{model}/scores"))),
+    )
+    .await;
+    assert_eq!(card["benchmarks"][0]["benchmark"], bench);
+    assert_eq!(card["benchmarks"][0]["layer"], "relu2");
+    assert_eq!(card["benchmarks"][0]["libtorch_version"], "2.13.0");
+    let (_, map) = send(
+        &srv,
+        &key,
+        srv.client
+            .get(srv.url(&format!("/v1/models/{model}/region-map"))),
+    )
+    .await;
+    assert_eq!(map["regions"][0]["region"], "V4");
+    let (_, board) = send(
+        &srv,
+        &key,
+        srv.client.get(srv.url(&format!(
+            "/v1/benchmarks/{}/leaderboard",
+            bench.replace('/', "%2F")
+        ))),
+    )
+    .await;
+    assert_eq!(board["entries"][0]["model"], "cnn@1");
+    assert_eq!(board["entries"][0]["rank"], 1);
+    srv.stop().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn scoring_a_builtin_model_recovers_the_generating_layer(pool: PgPool) {
+    use neuralign_core::architecture::ModelSpec;
+    use neuralign_engine::models::builtin::BuiltinModel;
+    use tch::{Device, Kind, Tensor};
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("builtinrec").await;
+    // The recording: a random readout of act2 (spatially averaged) of the
+    // very model registered below, plus Poisson noise.
+    let recording = {
+        let _g = tch::no_grad_guard();
+        let m = BuiltinModel::new(&ModelSpec::parse(cnn_spec()).unwrap(), Device::Cpu).unwrap();
+        let p = format!(
+            "{}/../target/fixtures/models/recovery_stimuli.npy",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let x = Tensor::read_npy(&p).unwrap();
+        let act = m
+            .forward_layers(&x)
+            .unwrap()
+            .into_iter()
+            .find(|l| l.0 == "act2")
+            .unwrap()
+            .1;
+        let f = act.mean_dim([2i64, 3].as_slice(), false, Kind::Double);
+        let f = (&f - f.mean_dim(0, true, Kind::Double)) / (f.std_dim(0, true, true) + 1e-9);
+        tch::manual_seed(9);
+        let w = Tensor::randn([16, 30], (Kind::Double, Device::Cpu)) / 4.0;
+        let rates = (f.matmul(&w).exp() + 1.0).log() * 4.0;
+        let counts = rates.unsqueeze(0).expand([4, -1, -1], false).poisson();
+        let shape: Vec<u64> = counts.size().iter().map(|&d| d as u64).collect();
+        neuralign_core::npy::encode_f64(
+            &shape,
+            &Vec::<f64>::try_from(&counts.reshape([-1])).unwrap(),
+        )
+    };
+    let bench = recovery_benchmark(&srv, &key, "builtinrec", recording).await;
+    let (s, m) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/models/builtin"))
+            .json(&json!({"name": "cnn", "spec": cnn_spec()})),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    // The activation stages only: pooling stages copy their block's features.
+    let r = score(&srv, &key, json!({"kind": "score", "model": m["id"], "benchmarks": [bench], "layers": ["act1", "act2", "act3"]})).await;
+    assert_eq!(
+        r["benchmarks"][0]["layer"], "act2",
+        "{}",
+        r["benchmarks"][0]["curve"]
+    );
+    srv.stop().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn score_jobs_are_validated_at_submit(pool: PgPool) {
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("validlab").await;
+    let bench = recovery_benchmark(&srv, &key, "validlab", file("recovery_recording.npy")).await;
+    let (_, mlp) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=mlp&layer_names=hidden,out&{}",
+            input(json!({"kind": "features", "features": 6}))
+        ),
+        file("tuple_mlp.pt"),
+    )
+    .await;
+    let (_, cnn) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=cnn&{}",
+            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
+        ),
+        file("dict_cnn.pt"),
+    )
+    .await;
+    for (spec, fragment) in [
+        (
+            json!({"kind": "score", "model": mlp["id"], "benchmarks": [bench]}),
+            "shows images but model",
+        ),
+        (
+            json!({"kind": "score", "model": cnn["id"], "benchmarks": ["validlab/nope"]}),
+            "benchmarks[0]: no benchmark",
+        ),
+        (
+            json!({"kind": "score", "model": cnn["id"], "benchmarks": [bench], "layers": ["relu9"]}),
+            "has no layer \"relu9\"",
+        ),
+        (
+            json!({"kind": "score", "model": "00000000-0000-0000-0000-000000000000", "benchmarks": [bench]}),
+            "not a model of this lab",
+        ),
+        (
+            json!({"kind": "score", "model": cnn["id"], "benchmarks": []}),
+            "between 1 and 50",
+        ),
+        (
+            json!({"kind": "probe_model", "model": cnn["id"]}),
+            "started by model registration",
+        ),
+    ] {
+        let (s, v) = send(
+            &srv,
+            &key,
+            srv.client
+                .post(srv.url("/v1/jobs"))
+                .json(&json!({"spec": spec})),
+        )
+        .await;
+        assert_eq!(s, 400, "{spec}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(fragment),
+            "{spec}: {v}"
+        );
+    }
+    srv.stop().await;
+}

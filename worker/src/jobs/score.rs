@@ -1,0 +1,612 @@
+//! `score`: one model version against one or more benchmarks. For each
+//! benchmark: activations of every layer on the benchmark's stimulus set,
+//! from the cache or extracted (and cached); the recording's kept neurons;
+//! then layer selection on held-out data — the recording's stimuli split in
+//! two seeded halves, the layer chosen by the metric on the selection half
+//! and every layer's curve, ceiling, normalization and interval computed on
+//! the report half, which selection never saw. Time-binned recordings
+//! against sequence models are scored per bin. A benchmark that fails is
+//! reported as failed while the others go on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use neuralign_core::blobs::read_all;
+use neuralign_core::catalog::Metric;
+use neuralign_core::inference::CeilingSpec;
+use neuralign_core::model::ScoreSpec;
+use neuralign_core::resources::{LayerScore, Model};
+use neuralign_core::service::{NewScore, ScoringInput};
+use neuralign_engine::models::extract::{extract, ExtractOptions};
+use neuralign_engine::models::LayerModel;
+use neuralign_engine::pipeline::{self, ComparePlan};
+use neuralign_engine::splits::{permutation_from, SplitMix64};
+use neuralign_engine::EngineError;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tch::{Device, Kind, Tensor};
+use uuid::Uuid;
+
+use super::{models, JobContext, JobError, JobKind};
+
+pub struct Score;
+
+#[derive(Serialize)]
+pub struct CacheUse {
+    pub hits: usize,
+    pub misses: usize,
+}
+
+#[derive(Serialize)]
+pub struct BenchmarkOutcome {
+    pub benchmark: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub normalized: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<[f64; 2]>,
+    pub curve: Vec<LayerScore>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheUse>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selection: Option<serde_json::Value>,
+}
+
+#[derive(Serialize)]
+pub struct ScoreOutput {
+    pub model: Uuid,
+    pub model_version_hash: String,
+    pub benchmarks: Vec<BenchmarkOutcome>,
+    pub failed: usize,
+    pub device: String,
+    pub engine_version: &'static str,
+    pub libtorch_version: &'static str,
+}
+
+fn sha(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+fn tensor_of(field: &str, bytes: &[u8]) -> Result<Tensor, EngineError> {
+    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
+        .map_err(|e| EngineError::invalid(format!("{field}: {e}")))?;
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    Ok(Tensor::f_from_slice(&values)?.f_reshape(&dims)?)
+}
+
+fn npy_f32(t: &Tensor) -> Result<(Vec<u8>, Vec<u64>), EngineError> {
+    let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
+    let v = Vec::<f32>::try_from(&t.to_kind(Kind::Float).contiguous().view(-1))?;
+    let mut out = neuralign_ingest::npy::encode_header("<f4", &shape);
+    out.reserve(v.len() * 4);
+    for x in v {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    Ok((out, shape))
+}
+
+/// The model, loaded at most once per job, only when a layer is not cached.
+struct Loader {
+    model: Model,
+    file: Option<Vec<u8>>,
+    checkpoint: Option<Vec<u8>>,
+    device: Device,
+    loaded: std::sync::Mutex<Option<LayerModel>>,
+}
+
+impl Loader {
+    /// Runs `f` with the loaded model (loading it the first time).
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&LayerModel) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let mut slot = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(models::load(
+                &self.model,
+                self.file.as_deref(),
+                self.checkpoint.as_deref(),
+                self.device,
+            )?);
+        }
+        f(slot.as_ref().expect("loaded"))
+    }
+}
+
+/// Where one benchmark's work sits in the job's progress.
+#[derive(Clone, Copy)]
+struct Progress {
+    index: usize,
+    total: usize,
+}
+
+impl Progress {
+    fn at(self, fraction: f64) -> f64 {
+        (self.index as f64 + fraction) / self.total as f64
+    }
+}
+
+impl JobKind for Score {
+    const KIND: &'static str = "score";
+    type Spec = ScoreSpec;
+    type Output = ScoreOutput;
+
+    async fn run(ctx: JobContext, spec: ScoreSpec) -> Result<ScoreOutput, JobError> {
+        let svc = &ctx.service;
+        let model = svc.ready_model(ctx.lab_id, spec.model).await?;
+        let src = svc.model_source(model.id).await?;
+        let file = match src.file_blob {
+            Some(b) => Some(read_all(svc.pool(), b).await?),
+            None => None,
+        };
+        let checkpoint = match src.checkpoint_blob {
+            Some(b) => Some(read_all(svc.pool(), b).await?),
+            None => None,
+        };
+        let loader = Arc::new(Loader {
+            model: model.clone(),
+            file,
+            checkpoint,
+            device: ctx.device,
+            loaded: Default::default(),
+        });
+        let total = spec.benchmarks.len();
+        let mut outcomes = Vec::with_capacity(total);
+        for (i, reference) in spec.benchmarks.iter().enumerate() {
+            let at = Progress { index: i, total };
+            ctx.report(
+                at.at(0.0),
+                Some(format!("benchmark {}/{total}: {reference}", i + 1)),
+            );
+            match score_benchmark(&ctx, &spec, &model, &loader, reference, at).await {
+                Ok(o) => outcomes.push(o),
+                Err(JobError::Cancelled) => return Err(JobError::Cancelled),
+                Err(JobError::Retryable(m)) => return Err(JobError::Retryable(m)),
+                Err(JobError::Fatal(m)) => outcomes.push(BenchmarkOutcome {
+                    benchmark: reference.clone(),
+                    state: "failed",
+                    error: Some(m),
+                    layer: None,
+                    raw: None,
+                    ceiling: None,
+                    normalized: None,
+                    ci: None,
+                    curve: Vec::new(),
+                    cache: None,
+                    selection: None,
+                }),
+            }
+            ctx.report(
+                at.at(1.0),
+                Some(format!("benchmarks done {}/{total}", i + 1)),
+            );
+        }
+        let failed = outcomes.iter().filter(|o| o.state == "failed").count();
+        if failed == total {
+            let errors: Vec<String> = outcomes
+                .iter()
+                .map(|o| format!("{}: {}", o.benchmark, o.error.clone().unwrap_or_default()))
+                .collect();
+            return Err(JobError::Fatal(format!(
+                "every benchmark failed: {}",
+                errors.join("; ")
+            )));
+        }
+        Ok(ScoreOutput {
+            model: model.id,
+            model_version_hash: model.version_hash,
+            benchmarks: outcomes,
+            failed,
+            device: format!("{:?}", ctx.device).to_lowercase(),
+            engine_version: neuralign_core::ENGINE_VERSION,
+            libtorch_version: neuralign_core::LIBTORCH_VERSION,
+        })
+    }
+}
+
+/// Every wanted layer's activations on the whole stimulus set: cached ones
+/// read back, the rest extracted in one pass and cached.
+async fn activations(
+    ctx: &JobContext,
+    spec: &ScoreSpec,
+    model: &Model,
+    loader: &Arc<Loader>,
+    input: &ScoringInput,
+    at: Progress,
+) -> Result<(Vec<(String, Tensor)>, CacheUse), JobError> {
+    let svc = &ctx.service;
+    let wanted: Vec<String> = spec
+        .layers
+        .clone()
+        .unwrap_or_else(|| model.layers.iter().map(|l| l.name.clone()).collect());
+    let preprocessing = json!({"input": model.input, "pooling": spec.pooling, "extraction": "v1"});
+    let prep_hash = sha(&[&preprocessing.to_string()]);
+    let mut found: HashMap<String, Tensor> = HashMap::new();
+    let mut missing = Vec::new();
+    let mut keys = HashMap::new();
+    for layer in &wanted {
+        let key = sha(&[
+            &model.version_hash,
+            &input.stimulus_sha256,
+            layer,
+            &prep_hash,
+        ]);
+        match svc.cached_activation(&key).await? {
+            Some(blob) => {
+                let bytes = read_all(svc.pool(), blob).await?;
+                found.insert(layer.clone(), tensor_of("activations", &bytes)?);
+            }
+            None => missing.push(layer.clone()),
+        }
+        keys.insert(layer.clone(), key);
+    }
+    let cache = CacheUse {
+        hits: found.len(),
+        misses: missing.len(),
+    };
+    if !missing.is_empty() {
+        let bytes = read_all(svc.pool(), input.stimulus_blob).await?;
+        let (c, loader, spec_in, pooling, batch) = (
+            ctx.clone(),
+            loader.clone(),
+            model.input.clone(),
+            spec.pooling,
+            spec.batch_size,
+        );
+        let miss = missing.clone();
+        let extracted = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            let stimuli = tensor_of("stimuli", &bytes)?.to_kind(Kind::Float);
+            drop(bytes);
+            let budget = if c.device == Device::Cpu {
+                2u64 << 30
+            } else {
+                8u64 << 30
+            };
+            let opts = ExtractOptions {
+                pooling,
+                layers: Some(&miss),
+                batch_size: batch,
+                batch_budget: budget,
+            };
+            let (layers, _) = loader.with(|m| {
+                extract(m, &stimuli, &spec_in, &opts, &mut |done, n| {
+                    if c.cancel.is_cancelled() {
+                        return Err(EngineError::Cancelled);
+                    }
+                    c.report(
+                        at.at(0.5 * done as f64 / n as f64),
+                        Some(format!("stimuli processed {done}/{n}")),
+                    );
+                    Ok(())
+                })
+            })?;
+            layers
+                .into_iter()
+                .map(|(name, t)| npy_f32(&t).map(|(b, s)| (name, t, b, s)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(super::join_error)??;
+        for (name, t, npy, shape) in extracted {
+            svc.store_activation(
+                ctx.lab_id,
+                &keys[&name],
+                model.id,
+                input.stimulus_set_id,
+                &name,
+                &preprocessing,
+                npy,
+                &shape,
+            )
+            .await?;
+            found.insert(name, t);
+        }
+    }
+    Ok((
+        wanted
+            .into_iter()
+            .map(|l| {
+                let t = found.remove(&l).expect("every layer found or extracted");
+                (l, t)
+            })
+            .collect(),
+        cache,
+    ))
+}
+
+async fn score_benchmark(
+    ctx: &JobContext,
+    spec: &ScoreSpec,
+    model: &Model,
+    loader: &Arc<Loader>,
+    reference: &str,
+    at: Progress,
+) -> Result<BenchmarkOutcome, JobError> {
+    let svc = &ctx.service;
+    let input = svc.scoring_input(ctx.lab_id, reference).await?;
+    let (layers, cache) = activations(ctx, spec, model, loader, &input, at).await?;
+    let rec_bytes = read_all(svc.pool(), input.recording_blob).await?;
+    let metric = Metric::parse("metric", &input.benchmark.metric)?;
+    let ceiling = input.benchmark.ceiling.clone();
+    let seed = input
+        .benchmark
+        .splits
+        .as_ref()
+        .and_then(|s| s.seed)
+        .unwrap_or(0);
+    let (c, index, neurons, reduce, bootstrap) = (
+        ctx.clone(),
+        input.stimulus_index.clone(),
+        input.neurons.clone(),
+        spec.reduce.clone(),
+        spec.bootstrap.clone(),
+    );
+    let computed = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+        let rec = tensor_of("recording", &rec_bytes)?.to_device(c.device);
+        drop(rec_bytes);
+        let rec = match &neurons {
+            Some(n) => rec.index_select(2, &Tensor::from_slice(n).to_device(c.device)),
+            None => rec,
+        };
+        let idx = Tensor::from_slice(&index).to_device(c.device);
+        score_layers(
+            &c,
+            &metric,
+            ceiling.as_ref(),
+            reduce.as_ref(),
+            bootstrap.as_ref(),
+            seed,
+            &rec,
+            &idx,
+            layers,
+            at,
+        )
+    })
+    .await
+    .map_err(super::join_error)??;
+    let (rows, selection) = computed;
+    // Per-neuron values of the selected layer, as an artifact.
+    let mut stored = Vec::with_capacity(rows.len());
+    for (mut row, per_neuron) in rows {
+        if let Some(v) = per_neuron {
+            row.per_neuron_array_id = Some(
+                svc.store_values(ctx.lab_id, &format!("per-neuron {}", row.layer), &v)
+                    .await?,
+            );
+        }
+        stored.push(row);
+    }
+    svc.insert_scores(
+        ctx.job_id,
+        ctx.lab_id,
+        model.id,
+        input.benchmark.id,
+        &stored,
+    )
+    .await?;
+    let best = stored
+        .iter()
+        .find(|r| r.selected && r.time_bin.unwrap_or(0) == 0);
+    Ok(BenchmarkOutcome {
+        benchmark: input.benchmark.reference.clone(),
+        state: "succeeded",
+        error: None,
+        layer: best.map(|r| r.layer.clone()),
+        raw: best.map(|r| r.raw),
+        ceiling: best.and_then(|r| r.ceiling),
+        normalized: best.and_then(|r| r.normalized),
+        ci: best.and_then(|r| r.ci),
+        curve: stored
+            .iter()
+            .map(|r| LayerScore {
+                layer: r.layer.clone(),
+                time_bin: r.time_bin,
+                selection_value: r.selection_value,
+                raw: r.raw,
+                ceiling: r.ceiling,
+                normalized: r.normalized,
+                selected: r.selected,
+            })
+            .collect(),
+        cache: Some(cache),
+        selection: Some(selection),
+    })
+}
+
+/// The layer's activations in the form the pipeline scores against `rec`:
+/// sequences (N × T × H) per time bin when the recording has T bins, their
+/// last step otherwise.
+fn as_model_side(a: &Tensor, rec: &Tensor) -> Tensor {
+    match (a.dim(), rec.dim()) {
+        (3, 4) if a.size()[1] == rec.size()[3] => a.permute([0, 2, 1]).unsqueeze(0),
+        (3, _) => a.select(1, a.size()[1] - 1),
+        _ => a.shallow_clone(),
+    }
+}
+
+type Rows = Vec<(NewScore, Option<Vec<f64>>)>;
+
+#[allow(clippy::too_many_arguments)]
+fn score_layers(
+    ctx: &JobContext,
+    metric: &Metric,
+    ceiling: Option<&CeilingSpec>,
+    reduce: Option<&neuralign_core::inference::ReduceSpec>,
+    bootstrap: Option<&neuralign_core::inference::BootstrapSpec>,
+    seed: u64,
+    rec: &Tensor,
+    idx: &Tensor,
+    layers: Vec<(String, Tensor)>,
+    at: Progress,
+) -> Result<(Rows, serde_json::Value), EngineError> {
+    let n = rec.size()[1] as usize;
+    if n < 6 {
+        return Err(EngineError::invalid(format!(
+            "recording: {n} stimuli are too few to hold out half for layer selection"
+        )));
+    }
+    let perm = permutation_from(&mut SplitMix64(seed), n);
+    let half = n / 2;
+    let device = rec.device();
+    let sel = Tensor::from_slice(&perm[..half]).to_device(device);
+    let rep = Tensor::from_slice(&perm[half..]).to_device(device);
+    let metrics = [metric.clone()];
+    let plain = ComparePlan {
+        metrics: &metrics,
+        bootstrap: None,
+        permutation: None,
+        ceiling: None,
+        reduce,
+    };
+    let check = |done: usize, total: usize| -> Result<(), EngineError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let _ = (done, total);
+        Ok(())
+    };
+    let run = |a: &Tensor,
+               b: &Tensor,
+               plan: &ComparePlan|
+     -> Result<Vec<pipeline::MetricResult>, EngineError> {
+        let (a, _) = pipeline::reduce_model_side(a, plan.reduce)?;
+        pipeline::run(&a, b, plan, &mut |d, t| check(d, t))
+    };
+    let mean = |rs: &[pipeline::MetricResult]| {
+        rs.iter().map(|r| r.value).sum::<f64>() / rs.len().max(1) as f64
+    };
+    // 1. Selection: each layer on the selection half only.
+    let mut selection_values = Vec::with_capacity(layers.len());
+    let rec_sel = rec.index_select(1, &sel);
+    let nl = layers.len();
+    for (k, (name, a)) in layers.iter().enumerate() {
+        let a = as_model_side(
+            &a.to_device(device)
+                .to_kind(Kind::Double)
+                .index_select(0, idx),
+            rec,
+        );
+        let a_sel = a.index_select(if a.dim() == 4 { 1 } else { 0 }, &sel);
+        let v = run(&a_sel, &rec_sel, &plain)
+            .map(|r| mean(&r))
+            .map_err(|e| EngineError::invalid(format!("layer {name}: {e}")))?;
+        selection_values.push(v);
+        ctx.report(
+            at.at(0.5 + 0.25 * (k + 1) as f64 / nl as f64),
+            Some(format!("layers done {}/{nl} (selection)", k + 1)),
+        );
+    }
+    let lower_is_better = metric.direction() == "lower";
+    let best = (0..nl)
+        .filter(|&k| selection_values[k].is_finite())
+        .max_by(|&i, &j| {
+            let (a, b) = (selection_values[i], selection_values[j]);
+            if lower_is_better {
+                b.total_cmp(&a)
+            } else {
+                a.total_cmp(&b)
+            }
+        })
+        .ok_or_else(|| {
+            EngineError::invalid("layers: no layer gave a finite score on the selection stimuli")
+        })?;
+    // 2. Report half: the selected layer with ceiling and interval, then the curve.
+    let rec_rep = rec.index_select(1, &rep);
+    let prep = |a: &Tensor| {
+        let a = as_model_side(
+            &a.to_device(device)
+                .to_kind(Kind::Double)
+                .index_select(0, idx),
+            rec,
+        );
+        a.index_select(if a.dim() == 4 { 1 } else { 0 }, &rep)
+    };
+    let full = ComparePlan {
+        metrics: &metrics,
+        bootstrap,
+        permutation: None,
+        ceiling,
+        reduce,
+    };
+    let selected = run(&prep(&layers[best].1), &rec_rep, &full)?;
+    let ceiling_by_bin: HashMap<Option<i64>, f64> = selected
+        .iter()
+        .filter_map(|r| r.ceiling.as_ref().map(|c| (r.time_bin, c.ceiling)))
+        .collect();
+    let mut rows: Rows = Vec::new();
+    let seeds = json!({
+        "selection_split_seed": seed,
+        "metric": metric.options_json(),
+        "ceiling": ceiling.map(|c| json!({"seed": c.seed, "splits": c.splits})),
+        "bootstrap": bootstrap.map(|b| json!({"seed": b.seed, "samples": b.samples})),
+    });
+    for (k, (name, a)) in layers.iter().enumerate() {
+        let results = if k == best {
+            selected.clone()
+        } else {
+            run(&prep(a), &rec_rep, &plain)?
+        };
+        for r in results {
+            let c = ceiling_by_bin.get(&r.time_bin).copied();
+            let normalized = match (k == best, r.normalized, c, ceiling) {
+                (true, Some(v), _, _) => Some(v),
+                (_, _, Some(c), Some(spec)) => Some(spec.normalization.apply(r.value, c)),
+                _ => None,
+            };
+            let per_neuron = (k == best)
+                .then(|| {
+                    r.details
+                        .as_ref()
+                        .and_then(|d| d.get("per_neuron_r"))
+                        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+                })
+                .flatten();
+            rows.push((
+                NewScore {
+                    layer: name.clone(),
+                    metric: r.metric.to_string(),
+                    time_bin: r.time_bin.map(|t| t as i32),
+                    selection_value: Some(selection_values[k]),
+                    raw: r.value,
+                    ceiling: c,
+                    normalized,
+                    ci: if k == best {
+                        r.bootstrap.as_ref().map(|b| b.ci)
+                    } else {
+                        None
+                    },
+                    selected: k == best,
+                    per_neuron_array_id: None,
+                    seeds: seeds.clone(),
+                },
+                per_neuron,
+            ));
+        }
+        ctx.report(
+            at.at(0.75 + 0.25 * (k + 1) as f64 / nl as f64),
+            Some(format!("layers done {}/{nl}", k + 1)),
+        );
+    }
+    let selection = json!({
+        "method": "seeded halves: the layer is chosen on the selection half, every reported number comes from the other half",
+        "seed": seed,
+        "selection_stimuli": half,
+        "report_stimuli": n - half,
+        "selected_layer": layers[best].0,
+    });
+    Ok((rows, selection))
+}
