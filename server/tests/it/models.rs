@@ -10,7 +10,7 @@ use sqlx::PgPool;
 
 use crate::common::{self, TestServer};
 
-fn file(name: &str) -> Vec<u8> {
+pub fn file(name: &str) -> Vec<u8> {
     let p = format!(
         "{}/../target/fixtures/models/{name}",
         env!("CARGO_MANIFEST_DIR")
@@ -200,7 +200,12 @@ async fn builtin_models_register_from_specs(pool: PgPool) {
 }
 
 /// Uploads the recovery stimuli and a recording; returns the benchmark reference.
-async fn recovery_benchmark(srv: &TestServer, key: &str, lab: &str, recording: Vec<u8>) -> String {
+pub async fn recovery_benchmark(
+    srv: &TestServer,
+    key: &str,
+    lab: &str,
+    recording: Vec<u8>,
+) -> String {
     let (s, set) = send(
         srv,
         key,

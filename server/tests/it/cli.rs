@@ -1,0 +1,121 @@
+//! The `neuralign` command line against a real server: `score --fail-under`
+//! exits 0 above the threshold and 1 under it, 3 when the job cannot score,
+//! 4 when the service refuses the request, 5 when it is unreachable.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::common;
+use crate::models::{file, recovery_benchmark};
+
+/// The CLI binary, built if this checkout has not built it yet.
+fn cli() -> PathBuf {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let bin = root.join("target/debug/neuralign");
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let ok = Command::new(cargo)
+        .args(["build", "-q", "-p", "neuralign-cli"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(
+        ok.success() && bin.exists(),
+        "could not build the neuralign CLI"
+    );
+    bin
+}
+
+fn models_dir() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/fixtures/models"
+    ))
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn score_fail_under_sets_the_exit_code(pool: PgPool) {
+    let bin = cli();
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("cilab").await;
+    let bench = recovery_benchmark(&srv, &key, "cilab", file("recovery_recording.npy")).await;
+    let model = models_dir().join("dict_cnn.pt");
+    let input = r#"{"kind": "images", "size": [16, 16], "channels": 3}"#;
+    let run = |args: Vec<String>| {
+        let bin = bin.clone();
+        let (url, key) = (srv.http.clone(), key.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                Command::new(bin)
+                    .args(args)
+                    .env("NEURALIGN_URL", url)
+                    .env("NEURALIGN_API_KEY", key)
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let score = |threshold: &str| {
+        vec![
+            "score".to_string(),
+            "--model".into(),
+            model.display().to_string(),
+            "--input".into(),
+            input.into(),
+            "--benchmark".into(),
+            bench.clone(),
+            "--fail-under".into(),
+            threshold.into(),
+            "--json".into(),
+        ]
+    };
+    let above = run(score("0.0")).await;
+    assert_eq!(
+        above.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&above.stderr)
+    );
+    let card: Value = serde_json::from_slice(&above.stdout).unwrap();
+    let normalized = card["benchmarks"][0]["normalized"].as_f64().unwrap();
+    assert!(normalized > 0.0 && normalized < 1.5, "{card}");
+    assert_eq!(card["benchmarks"][0]["layer"], "relu2");
+    // The model was registered once and reused.
+    let under = run(score("1.5")).await;
+    assert_eq!(
+        under.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&under.stderr)
+    );
+    assert!(String::from_utf8_lossy(&under.stderr).contains("under --fail-under 1.5"));
+    assert_eq!(srv.count("models").await, 1);
+    // A table without --json, and a leaderboard.
+    let table = run(vec!["leaderboard".into(), bench.clone()]).await;
+    assert_eq!(table.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&table.stdout).contains("cnn@1"));
+    // Refused (unknown benchmark): 4. Unreachable: 5. Bad usage: 2.
+    let mut refused = score("0.0");
+    refused[6] = "cilab/nope".into();
+    assert_eq!(run(refused).await.status.code(), Some(4));
+    let unreachable = {
+        let bin = bin.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(["leaderboard", "x/y"])
+                .env("NEURALIGN_URL", "http://127.0.0.1:9")
+                .env("NEURALIGN_API_KEY", "k")
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(unreachable.status.code(), Some(5));
+    assert_eq!(run(vec!["score".into()]).await.status.code(), Some(2));
+    srv.stop().await;
+}
