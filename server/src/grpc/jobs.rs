@@ -3,8 +3,9 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
+use neuralign_core::architecture::Pooling;
 use neuralign_core::model::{
-    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision,
+    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision, ScoreSpec,
 };
 use neuralign_core::Error;
 use neuralign_proto::v1;
@@ -62,7 +63,35 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
             duration_ms,
             fail_attempts,
         })),
-        None => Err(Error::invalid("spec: missing; set one of compare, noop")),
+        Some(Spec::Score(v1::ScoreSpec {
+            model,
+            benchmarks,
+            pooling,
+            layers,
+            reduce_json,
+            bootstrap_json,
+            batch_size,
+        })) => Ok(JobSpec::Score(ScoreSpec {
+            model: parse_id("score.model", &model)?,
+            benchmarks,
+            pooling: match opt(pooling) {
+                None => Pooling::default(),
+                Some(p) => {
+                    serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
+                        Error::invalid(format!(
+                            "score.pooling: unknown value {p:?} (known: avg, max, flatten)"
+                        ))
+                    })?
+                }
+            },
+            layers: (!layers.is_empty()).then_some(layers),
+            reduce: optional_json("score.reduce_json", &reduce_json)?,
+            bootstrap: optional_json("score.bootstrap_json", &bootstrap_json)?,
+            batch_size: (batch_size != 0).then_some(batch_size as usize),
+        })),
+        None => Err(Error::invalid(
+            "spec: missing; set one of compare, noop, score",
+        )),
     }
 }
 

@@ -9,6 +9,7 @@ mod benchmarks;
 mod convert;
 mod data;
 mod jobs;
+mod models;
 
 use neuralign_core::{Caller, Error};
 use neuralign_proto::v1;
@@ -33,6 +34,9 @@ pub async fn routes(state: AppState) -> Routes {
         .set_serving::<v1::data_service_server::DataServiceServer<data::Data>>()
         .await;
     reporter
+        .set_serving::<v1::model_service_server::ModelServiceServer<models::Models>>()
+        .await;
+    reporter
         .set_serving::<v1::benchmark_service_server::BenchmarkServiceServer<benchmarks::Benchmarks>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -52,6 +56,10 @@ pub async fn routes(state: AppState) -> Routes {
         )
         .add_service(
             v1::data_service_server::DataServiceServer::new(data::Data(state.clone()))
+                .max_decoding_message_size(16 << 20),
+        )
+        .add_service(
+            v1::model_service_server::ModelServiceServer::new(models::Models(state.clone()))
                 .max_decoding_message_size(16 << 20),
         )
         .add_service(v1::benchmark_service_server::BenchmarkServiceServer::new(

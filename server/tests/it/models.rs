@@ -461,3 +461,108 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
     }
     srv.stop().await;
 }
+
+type GrpcAuth =
+    Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+
+fn grpc_auth(key: &str) -> GrpcAuth {
+    let k = key.to_string();
+    Box::new(move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert(
+            "authorization",
+            tonic::metadata::MetadataValue::try_from(format!("Bearer {k}")).unwrap(),
+        );
+        Ok(req)
+    })
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn models_and_scores_over_grpc(pool: PgPool) {
+    use neuralign_proto::v1;
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("grpcmodels").await;
+    let bench = recovery_benchmark(&srv, &key, "grpcmodels", file("recovery_recording.npy")).await;
+    let channel = tonic::transport::Channel::from_shared(srv.grpc.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut models = v1::model_service_client::ModelServiceClient::with_interceptor(
+        channel.clone(),
+        grpc_auth(&key),
+    );
+    let mut jobs =
+        v1::job_service_client::JobServiceClient::with_interceptor(channel, grpc_auth(&key));
+    let bytes = file("dict_cnn.pt");
+    let mut msgs: Vec<v1::RegisterTorchScriptRequest> = bytes
+        .chunks(5000)
+        .map(|c| v1::RegisterTorchScriptRequest {
+            options: None,
+            data: c.to_vec().into(),
+        })
+        .collect();
+    msgs[0].options = Some(v1::TorchScriptOptions {
+        name: "cnn".into(),
+        input_json: r#"{"kind": "images", "size": [16, 16], "channels": 3}"#.into(),
+        ..Default::default()
+    });
+    let m = models
+        .register_torch_script(futures::stream::iter(msgs))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(m.state, "ready");
+    assert_eq!(m.layers.len(), 4);
+    let e = models
+        .register_builtin(v1::RegisterBuiltinRequest {
+            name: "x".into(),
+            spec_json: "{\"architecture\": 3}".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("spec.architecture"),
+        "{}",
+        e.message()
+    );
+    let job = jobs
+        .submit_job(v1::SubmitJobRequest {
+            spec: Some(v1::submit_job_request::Spec::Score(v1::ScoreSpec {
+                model: m.id.clone(),
+                benchmarks: vec![bench.clone()],
+                layers: vec!["relu1".into(), "relu2".into()],
+                ..Default::default()
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let done = wait_job(&srv, &key, &job.id).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let card = models
+        .get_score_card(v1::GetByIdRequest { id: m.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(card.benchmarks.len(), 1);
+    assert_eq!(card.benchmarks[0].layer, "relu2");
+    assert_eq!(card.benchmarks[0].curve.len(), 2);
+    let board = models
+        .get_leaderboard(v1::LeaderboardRequest {
+            benchmarks: vec![bench],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(board.entries[0].model, "cnn@1");
+    let map = models
+        .get_region_map(v1::GetByIdRequest { id: m.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(map.regions[0].layer, "relu2");
+    srv.stop().await;
+}
