@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's first command (scripts/up.sh) on its own ports and
-# Postgres, and checks that it reaches /readyz, a succeeded demo job and the
-# published demo benchmark.
+# Postgres, and checks that it reaches /readyz, a succeeded demo job, the
+# published demo benchmark and its leaderboard.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 log=$(mktemp)
@@ -15,8 +15,8 @@ log=$(mktemp)
 pid=$!
 cleanup() { kill -TERM -- -"$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; }
 trap cleanup EXIT
-for _ in $(seq 1 600); do
-  grep -q "demo job succeeded" "$log" && break
+for _ in $(seq 1 900); do
+  grep -q "^neuralign is serving" "$log" && break
   if ! kill -0 "$pid" 2>/dev/null || grep -q "demo failed" "$log"; then break; fi
   sleep 1
 done
@@ -25,9 +25,10 @@ demo_benchmark() {
   [ -n "$key" ] && curl -fsS -H "Authorization: Bearer $key" \
     http://127.0.0.1:18480/v1/benchmarks/demo%2Fv1-simulated | grep -q '"public":true'
 }
-if grep -q "demo job succeeded" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null && demo_benchmark; then
+if grep -q "demo job succeeded" "$log" && grep -q "^demo leaderboard" "$log" && curl -fsS http://127.0.0.1:18480/readyz >/dev/null && demo_benchmark; then
   grep -E "demo: benchmark" "$log"
   grep -A 4 "demo job succeeded" "$log"
+  grep -A 4 "^demo leaderboard" "$log"
   echo "smoke: 1 passed, 0 failed"
 else
   echo "smoke: the up command did not reach a succeeded demo job; its log:"

@@ -235,11 +235,106 @@ pub async fn run(
             done.error.unwrap_or_default()
         ),
     }
+    demo_leaderboard(svc, &caller, &bench.reference).await?;
     println!("neuralign is serving:");
     println!("  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json, health: http://{http}/healthz)");
     println!("  gRPC      {grpc}   (neuralign.v1, with reflection and grpc.health.v1)");
     println!("  events    curl -N -H 'Accept: text/event-stream' -H 'Authorization: Bearer {key}' http://{http}/v1/jobs/{}/events", job.id);
     println!("  benchmark curl -H 'Authorization: Bearer {key}' http://{http}/v1/benchmarks/demo%2Fv1-simulated");
+    println!("  leaderboard curl -H 'Authorization: Bearer {key}' http://{http}/v1/benchmarks/demo%2Fv1-simulated/leaderboard");
     println!("  demo lab key: {key}");
+    Ok(())
+}
+
+/// A small built-in CNN on the demo images with the given unit.
+fn demo_cnn(activation: serde_json::Value, norm: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "architecture": {"type": "cnn", "channels": 1, "height": 32, "width": 32,
+            "blocks": [{"channels": 16, "kernel": 5, "pool": {"kind": "max"}},
+                       {"channels": 32, "pool": {"kind": "max"}},
+                       {"channels": 32}],
+            "unit": {"activation": activation, "norm": norm}},
+        "seed": 1
+    })
+}
+
+/// Scores four built-in CNNs (ReLU vs LIF-rate units, batch vs divisive
+/// normalization) on the demo benchmark and prints its leaderboard.
+async fn demo_leaderboard(
+    svc: &Service,
+    caller: &neuralign_core::Caller,
+    bench: &str,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let variants = [
+        ("cnn-relu-batch", json!("relu"), json!("batch")),
+        (
+            "cnn-relu-divisive",
+            json!("relu"),
+            json!({"divisive": {"sigma": 0.5}}),
+        ),
+        ("cnn-lif-batch", json!({"lif_rate": {}}), json!("batch")),
+        (
+            "cnn-lif-divisive",
+            json!({"lif_rate": {}}),
+            json!({"divisive": {"sigma": 0.5}}),
+        ),
+    ];
+    for (name, activation, norm) in variants {
+        let m = svc
+            .register_builtin(
+                caller,
+                neuralign_core::resources::NewBuiltinModel {
+                    name: name.into(),
+                    spec: demo_cnn(activation, norm),
+                    input: None,
+                },
+            )
+            .await?;
+        let m = svc
+            .await_probe(caller, m, std::time::Duration::from_secs(300))
+            .await?;
+        let spec = JobSpec::Score(neuralign_core::model::ScoreSpec {
+            model: m.id,
+            benchmarks: vec![bench.to_string()],
+            pooling: Default::default(),
+            layers: None,
+            reduce: None,
+            bootstrap: None,
+            batch_size: None,
+        });
+        let (job, _) = svc
+            .submit_job(
+                caller,
+                NewJob {
+                    spec,
+                    priority: 0,
+                    max_attempts: None,
+                    idempotency_key: None,
+                },
+            )
+            .await?;
+        let mut events = std::pin::pin!(svc.watch_job(caller, job.id, 0));
+        while events.next().await.is_some() {}
+        let done = svc.get_job(caller, job.id).await?;
+        if done.state != neuralign_core::model::JobState::Succeeded {
+            anyhow::bail!(
+                "demo score job for {name} ended {}: {}",
+                done.state.as_str(),
+                done.error.unwrap_or_default()
+            );
+        }
+    }
+    println!("demo leaderboard ({bench}, best layer chosen on held-out stimuli):");
+    for e in svc.leaderboard(caller, bench).await? {
+        println!(
+            "  {:>2}. {:<22} layer {:<6} normalized {:.4}  raw {:.4}",
+            e.rank,
+            e.model,
+            e.layer.unwrap_or_default(),
+            e.score,
+            e.raw.unwrap_or(f64::NAN)
+        );
+    }
     Ok(())
 }
