@@ -77,6 +77,8 @@ pub async fn run(
     let workers_stop = CancellationToken::new();
     let reaper = neuralign_worker::spawn_reaper(service.clone(), workers_stop.clone());
     let slots = if cfg.in_process_workers {
+        let threads = cfg.worker.apply_compute_threads(1);
+        tracing::info!(threads, "in-process workers: libtorch CPU threads");
         neuralign_worker::spawn_workers(
             service.clone(),
             cfg.worker.clone(),

@@ -22,6 +22,13 @@ pub struct WorkerConfig {
         default_value = "compare,noop,score,probe_model"
     )]
     pub kinds: Vec<String>,
+    /// libtorch intra-op threads for CPU compute (default: every core but
+    /// one). libtorch's threads meet at barriers; when heartbeats, progress
+    /// writes, Postgres and API requests need a core too, a team as wide as
+    /// the machine stalls at every barrier (measured on 2 cores: ridge 4–5×
+    /// slower with 2 threads than with 1).
+    #[arg(long = "compute-threads", env = "NEURALIGN_COMPUTE_THREADS")]
+    pub compute_threads: Option<usize>,
     /// A name for this worker in job events; defaults to host:pid.
     #[arg(long = "worker-id", env = "NEURALIGN_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -43,6 +50,7 @@ impl Default for WorkerConfig {
             kinds: ["compare", "noop", "score", "probe_model"]
                 .map(String::from)
                 .to_vec(),
+            compute_threads: None,
             worker_id: None,
             drain_ms: 20_000,
         }
@@ -50,6 +58,18 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// Sets libtorch's CPU thread count: the configured one, else every
+    /// core but `reserve`. Returns the count in use.
+    pub fn apply_compute_threads(&self, reserve: usize) -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = self
+            .compute_threads
+            .unwrap_or(cores.saturating_sub(reserve))
+            .max(1);
+        tch::set_num_threads(n as i32);
+        n
+    }
+
     /// Resolves the device, failing fast when CUDA is asked for and absent.
     pub fn resolve_device(&self) -> anyhow::Result<tch::Device> {
         if self.device == "auto" {

@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.service.validate()?;
     let device = args.worker.resolve_device()?;
+    let threads = args.worker.apply_compute_threads(1);
+    tracing::info!(threads, "libtorch CPU threads");
     let pool = db::connect(&args.database_url, (args.worker.concurrency as u32) * 3 + 4).await?;
     db::check_schema(&pool).await?;
     let shutdown = CancellationToken::new();

@@ -57,9 +57,13 @@ async fn slot_loop(
     shutdown: CancellationToken,
 ) {
     let mut wake = svc.notifications().jobs.subscribe();
+    let compute = std::sync::Arc::new(crate::compute::ComputeThread::spawn(&format!(
+        "compute-{}",
+        worker_id.rsplit('/').next().unwrap_or("0")
+    )));
     while !shutdown.is_cancelled() {
         match queue::claim(svc.pool(), &worker_id, &cfg.kinds, svc.config().lease()).await {
-            Ok(Some(job)) => execute(&svc, &cfg, job, device, &shutdown).await,
+            Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &shutdown).await,
             Ok(None) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -84,6 +88,7 @@ async fn execute(
     cfg: &WorkerConfig,
     job: ClaimedJob,
     device: tch::Device,
+    compute: &std::sync::Arc<crate::compute::ComputeThread>,
     shutdown: &CancellationToken,
 ) {
     let lease = job.lease.clone();
@@ -133,6 +138,7 @@ async fn execute(
         device,
         cancel: cancel.clone(),
         progress: progress_tx,
+        compute: compute.clone(),
     };
     let mut run = std::pin::pin!(run_claimed(&job.kind, ctx, job.spec.clone()));
     let outcome = tokio::select! {

@@ -57,8 +57,9 @@ impl JobKind for Compare {
         let metrics = parse_metrics(&spec.metrics)?;
         let c = ctx.clone();
         let s = spec.clone();
-        let (shape_a, shape_b, results, reduction) =
-            tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+        let (shape_a, shape_b, results, reduction) = ctx
+            .compute
+            .run(move || -> Result<_, EngineError> {
                 let (shape_a, ta) = load("a", &bytes_a, c.device)?;
                 drop(bytes_a);
                 let (shape_b, tb) = load("b", &bytes_b, c.device)?;
@@ -90,8 +91,7 @@ impl JobKind for Compare {
                 })?;
                 Ok((shape_a, shape_b, results, reduction))
             })
-            .await
-            .map_err(super::join_error)??;
+            .await??;
         ctx.report(1.0, Some("metrics done".into()));
         Ok(CompareOutput {
             a: spec.a,

@@ -56,21 +56,16 @@ impl From<neuralign_core::Error> for JobError {
 
 /// A compute task that panicked hit a bug (a libtorch error on an
 /// unchecked op): retrying would fail the same way, so the job fails with
-/// the panic's message. A task cancelled by shutdown is retried.
-pub fn join_error(e: tokio::task::JoinError) -> JobError {
-    if e.is_panic() {
-        let payload = e.into_panic();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
-        let first_line = msg.lines().next().unwrap_or(msg);
-        tracing::error!(panic = msg, "compute task panicked");
-        JobError::Fatal(format!("internal compute error: {first_line}"))
-    } else {
-        JobError::Retryable(format!("compute task did not finish: {e}"))
-    }
+/// the panic's message.
+pub fn panic_error(payload: Box<dyn std::any::Any + Send>) -> JobError {
+    let msg = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    let first_line = msg.lines().next().unwrap_or(msg);
+    tracing::error!(panic = msg, "compute task panicked");
+    JobError::Fatal(format!("internal compute error: {first_line}"))
 }
 
 /// What a running job can see and use.
@@ -83,6 +78,8 @@ pub struct JobContext {
     pub device: tch::Device,
     pub cancel: CancellationToken,
     pub progress: mpsc::UnboundedSender<(f64, Option<String>)>,
+    /// Where this slot's tensor work runs.
+    pub compute: std::sync::Arc<crate::compute::ComputeThread>,
 }
 
 impl JobContext {

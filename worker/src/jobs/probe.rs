@@ -37,30 +37,31 @@ impl JobKind for Probe {
             None => None,
         };
         let (model, device) = (src.model.clone(), ctx.device);
-        let probed = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let _guard = tch::no_grad_guard();
-            let m = models::load(&model, file.as_deref(), None, device)?;
-            let x =
-                preprocess(&models::probe_stimuli(&model.input)?, &model.input)?.to_device(device);
-            let layers: Vec<ModelLayer> = m
-                .forward_layers(&x)?
-                .into_iter()
-                .map(|(name, t)| ModelLayer {
-                    name,
-                    shape: t.size()[1..].to_vec(),
-                })
-                .collect();
-            let (weights, checkpoint) = match &m {
-                LayerModel::Builtin(b) => {
-                    let bytes = b.checkpoint()?;
-                    (Some(hex::encode(Sha256::digest(&bytes))), Some(bytes))
-                }
-                LayerModel::Script(_) => (None, None),
-            };
-            Ok((layers, weights, checkpoint))
-        })
-        .await
-        .map_err(super::join_error)?;
+        let probed = ctx
+            .compute
+            .run(move || -> Result<_, EngineError> {
+                let _guard = tch::no_grad_guard();
+                let m = models::load(&model, file.as_deref(), None, device)?;
+                let x = preprocess(&models::probe_stimuli(&model.input)?, &model.input)?
+                    .to_device(device);
+                let layers: Vec<ModelLayer> = m
+                    .forward_layers(&x)?
+                    .into_iter()
+                    .map(|(name, t)| ModelLayer {
+                        name,
+                        shape: t.size()[1..].to_vec(),
+                    })
+                    .collect();
+                let (weights, checkpoint) = match &m {
+                    LayerModel::Builtin(b) => {
+                        let bytes = b.checkpoint()?;
+                        (Some(hex::encode(Sha256::digest(&bytes))), Some(bytes))
+                    }
+                    LayerModel::Script(_) => (None, None),
+                };
+                Ok((layers, weights, checkpoint))
+            })
+            .await?;
         match probed {
             Ok((layers, weights_sha256, checkpoint)) => {
                 svc.finish_probe(

@@ -268,39 +268,40 @@ async fn activations(
             spec.batch_size,
         );
         let miss = missing.clone();
-        let extracted = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-            let stimuli = tensor_of("stimuli", &bytes)?.to_kind(Kind::Float);
-            drop(bytes);
-            let budget = if c.device == Device::Cpu {
-                2u64 << 30
-            } else {
-                8u64 << 30
-            };
-            let opts = ExtractOptions {
-                pooling,
-                layers: Some(&miss),
-                batch_size: batch,
-                batch_budget: budget,
-            };
-            let (layers, _) = loader.with(|m| {
-                extract(m, &stimuli, &spec_in, &opts, &mut |done, n| {
-                    if c.cancel.is_cancelled() {
-                        return Err(EngineError::Cancelled);
-                    }
-                    c.report(
-                        at.at(0.5 * done as f64 / n as f64),
-                        Some(format!("stimuli processed {done}/{n}")),
-                    );
-                    Ok(())
-                })
-            })?;
-            layers
-                .into_iter()
-                .map(|(name, t)| npy_f32(&t).map(|(b, s)| (name, t, b, s)))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(super::join_error)??;
+        let extracted = ctx
+            .compute
+            .run(move || -> Result<_, EngineError> {
+                let stimuli = tensor_of("stimuli", &bytes)?.to_kind(Kind::Float);
+                drop(bytes);
+                let budget = if c.device == Device::Cpu {
+                    2u64 << 30
+                } else {
+                    8u64 << 30
+                };
+                let opts = ExtractOptions {
+                    pooling,
+                    layers: Some(&miss),
+                    batch_size: batch,
+                    batch_budget: budget,
+                };
+                let (layers, _) = loader.with(|m| {
+                    extract(m, &stimuli, &spec_in, &opts, &mut |done, n| {
+                        if c.cancel.is_cancelled() {
+                            return Err(EngineError::Cancelled);
+                        }
+                        c.report(
+                            at.at(0.5 * done as f64 / n as f64),
+                            Some(format!("stimuli processed {done}/{n}")),
+                        );
+                        Ok(())
+                    })
+                })?;
+                layers
+                    .into_iter()
+                    .map(|(name, t)| npy_f32(&t).map(|(b, s)| (name, t, b, s)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await??;
         for (name, t, npy, shape) in extracted {
             svc.store_activation(
                 ctx.lab_id,
@@ -355,29 +356,30 @@ async fn score_benchmark(
         spec.reduce.clone(),
         spec.bootstrap.clone(),
     );
-    let computed = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
-        let rec = tensor_of("recording", &rec_bytes)?.to_device(c.device);
-        drop(rec_bytes);
-        let rec = match &neurons {
-            Some(n) => rec.index_select(2, &Tensor::from_slice(n).to_device(c.device)),
-            None => rec,
-        };
-        let idx = Tensor::from_slice(&index).to_device(c.device);
-        score_layers(
-            &c,
-            &metric,
-            ceiling.as_ref(),
-            reduce.as_ref(),
-            bootstrap.as_ref(),
-            seed,
-            &rec,
-            &idx,
-            layers,
-            at,
-        )
-    })
-    .await
-    .map_err(super::join_error)??;
+    let computed = ctx
+        .compute
+        .run(move || -> Result<_, EngineError> {
+            let rec = tensor_of("recording", &rec_bytes)?.to_device(c.device);
+            drop(rec_bytes);
+            let rec = match &neurons {
+                Some(n) => rec.index_select(2, &Tensor::from_slice(n).to_device(c.device)),
+                None => rec,
+            };
+            let idx = Tensor::from_slice(&index).to_device(c.device);
+            score_layers(
+                &c,
+                &metric,
+                ceiling.as_ref(),
+                reduce.as_ref(),
+                bootstrap.as_ref(),
+                seed,
+                &rec,
+                &idx,
+                layers,
+                at,
+            )
+        })
+        .await??;
     let (rows, selection) = computed;
     // Per-neuron values of the selected layer, as an artifact.
     let mut stored = Vec::with_capacity(rows.len());
