@@ -434,7 +434,7 @@ async fn score(
                 .as_f64()
                 .or_else(|| b["raw"].as_f64())
                 .unwrap_or(f64::NAN);
-            if !(s >= t) {
+            if s.is_nan() || s < t {
                 eprintln!(
                     "neuralign: {} scored {s:.4}, under --fail-under {t}",
                     b["benchmark"].as_str().unwrap_or("")

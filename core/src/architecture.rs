@@ -257,7 +257,7 @@ fn check_unit(field: &str, u: &Unit) -> Result<()> {
                 "{field}.activation.lif_rate.tau_ref: must be >= 0"
             )));
         }
-        if !(p.v_th > p.v_r) {
+        if p.v_th.is_nan() || p.v_r.is_nan() || p.v_th <= p.v_r {
             return Err(Error::invalid(format!(
                 "{field}.activation.lif_rate: v_th ({}) must be above v_r ({})",
                 p.v_th, p.v_r

@@ -171,3 +171,44 @@ fn weights_come_from_the_seed_and_checkpoints_round_trip() {
     d.load_checkpoint(&a.checkpoint().unwrap()).unwrap();
     assert!(d.forward_layers(&x).unwrap().pop().unwrap().1.equal(&ya));
 }
+
+#[test]
+fn weights_do_not_depend_on_other_threads_drawing_random_numbers() {
+    let s = spec(
+        json!({"architecture": {"type": "cnn", "channels": 1, "height": 8, "width": 8, "blocks": [{"channels": 4}]}, "seed": 5}),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Tensor::rand([64], (Kind::Float, Device::Cpu));
+            }
+        })
+    };
+    let hashes: Vec<String> = (0..4)
+        .map(|_| {
+            BuiltinModel::new(&s, Device::Cpu)
+                .unwrap()
+                .content_hash()
+                .unwrap()
+        })
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    noise.join().unwrap();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
+
+#[test]
+fn orthogonal_init_gives_orthonormal_rows_times_gain() {
+    let s = spec(
+        json!({"architecture": {"type": "mlp", "input": 9, "hidden": [4]}, "init": {"orthogonal": {"gain": 2.0}}, "seed": 3}),
+    );
+    let m = BuiltinModel::new(&s, Device::Cpu).unwrap();
+    // fc1's output for the identity batch is Wᵀ plus a zero bias.
+    let eye = Tensor::eye(9, (Kind::Float, Device::Cpu));
+    let wt = m.forward_layers(&eye).unwrap().remove(0).1;
+    let gram = wt.tr().matmul(&wt);
+    let want = Tensor::eye(4, (Kind::Float, Device::Cpu)) * 4.0;
+    assert!((gram - want).abs().max().double_value(&[]) < 1e-4);
+}

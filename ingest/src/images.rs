@@ -53,14 +53,15 @@ pub fn parse_size(s: &str) -> Result<(u32, u32)> {
     Ok((w, h))
 }
 
-/// Decodes one image; checks its dimensions from the header first.
-pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage> {
-    let fail = |e: &dyn std::fmt::Display| {
-        IngestError::invalid(format!("{field}: cannot decode the image ({e})"))
-    };
+fn cannot_decode(field: &str, e: &dyn std::fmt::Display) -> IngestError {
+    IngestError::invalid(format!("{field}: cannot decode the image ({e})"))
+}
+
+/// A reader for the bytes, refusing anything but PNG and JPEG.
+fn png_or_jpeg<'a>(bytes: &'a [u8], field: &str) -> Result<ImageReader<Cursor<&'a [u8]>>> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| cannot_decode(field, &e))?;
     if !matches!(
         reader.format(),
         Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
@@ -69,12 +70,18 @@ pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage
             "{field}: not a PNG or JPEG file"
         )));
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| fail(&e))?;
+    Ok(reader)
+}
+
+/// Decodes one image; checks its dimensions from the header first.
+pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage> {
+    let fail = |e: &dyn std::fmt::Display| cannot_decode(field, e);
+    let (w, h) = png_or_jpeg(bytes, field)?
+        .into_dimensions()
+        .map_err(|e| fail(&e))?;
     limits.check(&format!("{field}: width"), w as u64, limits.max_image_side)?;
     limits.check(&format!("{field}: height"), h as u64, limits.max_image_side)?;
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| fail(&e))?;
+    let mut reader = png_or_jpeg(bytes, field)?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_image_side as u32);
     l.max_image_height = Some(limits.max_image_side as u32);
@@ -85,21 +92,9 @@ pub fn decode(bytes: &[u8], field: &str, limits: &Limits) -> Result<DynamicImage
 /// Width, height and whether the image is grayscale, from its header alone.
 pub fn probe(bytes: &[u8], field: &str, limits: &Limits) -> Result<(u32, u32, bool)> {
     use image::ImageDecoder;
-    let fail = |e: &dyn std::fmt::Display| {
-        IngestError::invalid(format!("{field}: cannot decode the image ({e})"))
-    };
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| fail(&e))?;
-    if !matches!(
-        reader.format(),
-        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
-    ) {
-        return Err(IngestError::invalid(format!(
-            "{field}: not a PNG or JPEG file"
-        )));
-    }
-    let dec = reader.into_decoder().map_err(|e| fail(&e))?;
+    let dec = png_or_jpeg(bytes, field)?
+        .into_decoder()
+        .map_err(|e| cannot_decode(field, &e))?;
     let (w, h) = dec.dimensions();
     limits.check(&format!("{field}: width"), w as u64, limits.max_image_side)?;
     limits.check(&format!("{field}: height"), h as u64, limits.max_image_side)?;

@@ -723,7 +723,7 @@ fn read_nwb(
     let bin = opts.bin_size.unwrap_or(w1 - w0);
     let nbins_f = (w1 - w0) / bin;
     let nbins = nbins_f.round();
-    if !(bin > 0.0) || (nbins_f - nbins).abs() > 1e-6 || nbins < 1.0 {
+    if bin.is_nan() || bin <= 0.0 || (nbins_f - nbins).abs() > 1e-6 || nbins < 1.0 {
         return Err(IngestError::invalid(format!(
             "bin_size: {bin} s does not divide the window [{w0}, {w1}) s into whole bins"
         )));

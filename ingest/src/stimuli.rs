@@ -334,9 +334,9 @@ fn from_array(
         limits.check("height", h, limits.max_image_side)?;
         limits.check("width", w, limits.max_image_side)?;
     }
-    let dtype = if kind == StimulusKind::Images {
-        OutType::F32
-    } else if source_dtype.ends_with("f4") || source_dtype == "float32" {
+    // Images are always float32; other arrays keep float32, else widen.
+    let f32_source = source_dtype.ends_with("f4") || source_dtype == "float32";
+    let dtype = if kind == StimulusKind::Images || f32_source {
         OutType::F32
     } else {
         OutType::F64

@@ -13,7 +13,6 @@ use super::Service;
 use crate::auth::Caller;
 use crate::blobs::{self, BlobWriter};
 use crate::error::{Error, Result};
-use crate::model::decode_cursor;
 use crate::model::{ArrayMeta, Page};
 use crate::npy::Validator;
 
@@ -159,29 +158,17 @@ impl Service {
         limit: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<Page<ArrayMeta>> {
-        let limit = limit.unwrap_or(50);
-        if !(1..=1000).contains(&limit) {
-            return Err(Error::invalid(format!(
-                "limit: must be between 1 and 1000, got {limit}"
-            )));
-        }
-        let cursor = page_token.map(decode_cursor).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {ARRAY_COLUMNS} FROM arrays a JOIN blobs b ON b.id = a.blob_id WHERE a.lab_id = $1 \
-               AND ($2::timestamptz IS NULL OR (a.created_at, a.id) < ($2, $3)) \
-             ORDER BY a.created_at DESC, a.id DESC LIMIT $4"
-        ))
-        .bind(caller.lab_id())
-        .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(array_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, |a| (a.created_at, a.id)))
+        let select =
+            format!("SELECT {ARRAY_COLUMNS} FROM arrays a JOIN blobs b ON b.id = a.blob_id");
+        self.lab_page(
+            &select,
+            "a",
+            caller.lab_id(),
+            (limit, page_token),
+            array_from_row,
+            |a| (a.created_at, a.id),
+        )
+        .await
     }
 
     /// The stored `.npy` file as a stream, one chunk in memory at a time.

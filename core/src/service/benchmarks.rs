@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::stimuli::page_limit;
+use super::page_limit;
 use super::Service;
 use crate::auth::Caller;
 use crate::catalog::{Metric, MetricRequest};

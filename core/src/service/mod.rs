@@ -13,10 +13,12 @@ mod scores;
 mod stimuli;
 
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::auth::{self, Caller};
 use crate::config::ServiceConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::{decode_cursor, Page};
 use crate::notify::Notifications;
 
 pub use arrays::ByteStream;
@@ -62,5 +64,53 @@ impl Service {
 
     pub fn metrics(&self) -> Vec<crate::catalog::MetricInfo> {
         crate::catalog::metrics()
+    }
+}
+
+/// `limit` of a list request: 50 by default, at most 1000.
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::invalid(format!(
+            "limit: must be between 1 and 1000, got {limit}"
+        )));
+    }
+    Ok(limit)
+}
+
+type Key<T> = fn(&T) -> (chrono::DateTime<chrono::Utc>, Uuid);
+
+impl Service {
+    /// One newest-first page of a lab's rows. `select` is `SELECT … FROM …`
+    /// over a table aliased `alias` ("" for none) with lab_id, created_at
+    /// and id columns; the page token is the last row's (created_at, id).
+    async fn lab_page<T>(
+        &self,
+        select: &str,
+        alias: &str,
+        lab_id: Uuid,
+        (limit, page_token): (Option<u32>, Option<&str>),
+        from_row: fn(&sqlx::postgres::PgRow) -> Result<T>,
+        key: Key<T>,
+    ) -> Result<Page<T>> {
+        let limit = page_limit(limit)?;
+        let cursor = page_token.map(decode_cursor).transpose()?;
+        let p = if alias.is_empty() {
+            String::new()
+        } else {
+            format!("{alias}.")
+        };
+        let rows = sqlx::query(&format!(
+            "{select} WHERE {p}lab_id = $1 AND ($2::timestamptz IS NULL OR ({p}created_at, {p}id) < ($2, $3)) \
+             ORDER BY {p}created_at DESC, {p}id DESC LIMIT $4"
+        ))
+        .bind(lab_id)
+        .bind(cursor.map(|c| c.0))
+        .bind(cursor.map(|c| c.1))
+        .bind(limit as i64 + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, key))
     }
 }

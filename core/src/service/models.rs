@@ -15,13 +15,13 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::arrays::ByteStream;
-use super::stimuli::{display_name, page_limit};
+use super::stimuli::display_name;
 use super::Service;
 use crate::architecture::{InputSpec, ModelSpec};
 use crate::auth::Caller;
 use crate::blobs::BlobWriter;
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::{decode_cursor, JobSpec, NewJob, Page, ProbeModelSpec};
+use crate::model::{JobSpec, NewJob, Page, ProbeModelSpec};
 use crate::resources::{Model, ModelLayer, NewBuiltinModel};
 
 /// A TorchScript upload as the transports receive it.
@@ -365,21 +365,16 @@ impl Service {
         limit: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<Page<Model>> {
-        let limit = page_limit(limit)?;
-        let cursor = page_token.map(decode_cursor).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM models WHERE lab_id = $1 \
-               AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-             ORDER BY created_at DESC, id DESC LIMIT $4"
-        ))
-        .bind(caller.lab_id())
-        .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, |m| (m.created_at, m.id)))
+        let select = format!("SELECT {COLUMNS} FROM models");
+        self.lab_page(
+            &select,
+            "",
+            caller.lab_id(),
+            (limit, page_token),
+            from_row,
+            |m| (m.created_at, m.id),
+        )
+        .await
     }
 
     /// A model and where its bytes are, for a worker.

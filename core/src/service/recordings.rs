@@ -13,11 +13,11 @@ use neuralign_ingest::recording::{self, RecordingOptions};
 use neuralign_ingest::reliability;
 
 use super::arrays::{insert_array, ByteStream};
-use super::stimuli::{display_name, join_error, page_limit};
+use super::stimuli::{display_name, join_error};
 use super::Service;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::model::{decode_cursor, Page};
+use crate::model::Page;
 use crate::resources::{Modality, Neuron, Recording, RecordingMeta, Reliability};
 use crate::spool::{spool, TempFile};
 
@@ -243,24 +243,16 @@ impl Service {
         limit: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<Page<Recording>> {
-        let limit = page_limit(limit)?;
-        let cursor = page_token.map(decode_cursor).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {REC_COLUMNS} FROM {REC_FROM} WHERE r.lab_id = $1 \
-               AND ($2::timestamptz IS NULL OR (r.created_at, r.id) < ($2, $3)) \
-             ORDER BY r.created_at DESC, r.id DESC LIMIT $4"
-        ))
-        .bind(caller.lab_id())
-        .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows
-            .iter()
-            .map(recording_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, |r| (r.created_at, r.id)))
+        let select = format!("SELECT {REC_COLUMNS} FROM {REC_FROM}");
+        self.lab_page(
+            &select,
+            "r",
+            caller.lab_id(),
+            (limit, page_token),
+            recording_from_row,
+            |r| (r.created_at, r.id),
+        )
+        .await
     }
 
     /// Every neuron's id and split-half reliability.

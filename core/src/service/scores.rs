@@ -3,6 +3,8 @@
 //! clients read: a model's score card, leaderboards per benchmark and over
 //! a benchmark set, and the region → layer map.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
@@ -30,6 +32,9 @@ pub struct ScoringInput {
     /// sha256 of the stimulus set's normalized array (the cache's key part).
     pub stimulus_sha256: String,
 }
+
+/// A layer's scores in one region and the benchmarks they come from.
+type LayerScores = (Vec<f64>, Vec<String>);
 
 /// One score row to store.
 pub struct NewScore {
@@ -441,10 +446,7 @@ impl Service {
         model_id: Uuid,
     ) -> Result<Vec<RegionLayer>> {
         let card = self.score_card(caller, model_id).await?;
-        let mut by: std::collections::BTreeMap<
-            String,
-            std::collections::BTreeMap<String, (Vec<f64>, Vec<String>)>,
-        > = Default::default();
+        let mut by: BTreeMap<String, BTreeMap<String, LayerScores>> = BTreeMap::new();
         for b in &card.benchmarks {
             let region = b.region.clone().unwrap_or_else(|| "unspecified".into());
             for l in b.curve.iter().filter(|l| l.time_bin.unwrap_or(0) == 0) {

@@ -10,10 +10,10 @@ use uuid::Uuid;
 use neuralign_ingest::stimuli::{self, StimulusOptions};
 
 use super::arrays::{insert_array, ByteStream};
-use super::Service;
+use super::{page_limit, Service};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::model::{decode_cursor, Page};
+use crate::model::Page;
 use crate::resources::{Stimulus, StimulusSet};
 use crate::spool::{spool, TempFile};
 
@@ -195,21 +195,16 @@ impl Service {
         limit: Option<u32>,
         page_token: Option<&str>,
     ) -> Result<Page<StimulusSet>> {
-        let limit = page_limit(limit)?;
-        let cursor = page_token.map(decode_cursor).transpose()?;
-        let rows = sqlx::query(&format!(
-            "SELECT {SET_COLUMNS} FROM {SET_FROM} WHERE s.lab_id = $1 \
-               AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3)) \
-             ORDER BY s.created_at DESC, s.id DESC LIMIT $4"
-        ))
-        .bind(caller.lab_id())
-        .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows.iter().map(set_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, |s| (s.created_at, s.id)))
+        let select = format!("SELECT {SET_COLUMNS} FROM {SET_FROM}");
+        self.lab_page(
+            &select,
+            "s",
+            caller.lab_id(),
+            (limit, page_token),
+            set_from_row,
+            |s| (s.created_at, s.id),
+        )
+        .await
     }
 
     /// Stimuli in set order; the page token is the next index.
@@ -300,16 +295,6 @@ impl Service {
                 .await?,
         )
     }
-}
-
-pub(super) fn page_limit(limit: Option<u32>) -> Result<u32> {
-    let limit = limit.unwrap_or(50);
-    if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid(format!(
-            "limit: must be between 1 and 1000, got {limit}"
-        )));
-    }
-    Ok(limit)
 }
 
 fn kind_name(k: stimuli::StimulusKind) -> &'static str {

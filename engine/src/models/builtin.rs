@@ -4,8 +4,6 @@
 //! spec's seed, so a spec is a reproducible model; the content hash covers
 //! the spec and every weight.
 
-use std::sync::Mutex;
-
 use neuralign_core::architecture::{
     Activation, Architecture, Cell, Init, ModelSpec, Normalization, PoolKind, Unit,
 };
@@ -15,10 +13,6 @@ use tch::{Device, Kind, Tensor};
 
 use super::units::{divisive, lif_rate, pool_weights};
 use crate::error::{EngineError, Result};
-
-/// Seeding libtorch's generator and drawing the weights must not interleave
-/// with another thread's draws.
-static BUILD: Mutex<()> = Mutex::new(());
 
 enum Stage {
     Linear(nn::Linear),
@@ -142,8 +136,6 @@ impl BuiltinModel {
     pub fn new(spec: &ModelSpec, device: Device) -> Result<BuiltinModel> {
         spec.check()
             .map_err(|e| EngineError::invalid(e.client_message()))?;
-        let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-        tch::manual_seed(spec.seed as i64);
         let mut vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
         let mut stages: Vec<(String, Stage)> = Vec::new();
@@ -286,6 +278,7 @@ impl BuiltinModel {
                 }
             }
         }
+        seeded_weights(&vs, spec.seed, init)?;
         vs.set_device(device);
         let stages = stages
             .into_iter()
@@ -375,6 +368,66 @@ impl BuiltinModel {
         let _ = std::fs::remove_file(&tmp);
         r.map_err(|e| EngineError::invalid(format!("checkpoint: {e}")))
     }
+}
+
+/// Draws every weight matrix or kernel from the spec's seed with SplitMix64
+/// (one stream per variable, keyed by its name), so the weights do not
+/// depend on libtorch's global generator, which other threads draw from.
+/// `default`: U(−1/√fan_in, 1/√fan_in) (PyTorch's default for linear and
+/// convolution weights); `normal`: N(0, std²); `orthogonal`: QR of a
+/// seeded Gaussian, times gain. Biases start at zero; normalization scales
+/// and running statistics keep their constant initial values.
+fn seeded_weights(vs: &nn::VarStore, seed: u64, init: Init) -> Result<()> {
+    use crate::splits::SplitMix64;
+    let _guard = tch::no_grad_guard();
+    let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, mut t) in vars {
+        let leaf = name.rsplit('.').next().unwrap_or(&name);
+        if leaf.starts_with("bias") {
+            if t.dim() == 1 && !name.contains("norm") {
+                let _ = t.zero_();
+            }
+            continue;
+        }
+        if t.dim() < 2 || !leaf.starts_with("weight") {
+            continue;
+        }
+        let mut key = SplitMix64(seed ^ 0x6e65_7572_616c_6967);
+        for b in name.bytes() {
+            key = SplitMix64(key.next_u64() ^ b as u64);
+        }
+        let mut rng = SplitMix64(key.next_u64());
+        let shape = t.size();
+        let n: i64 = shape.iter().product();
+        let fan_in: i64 = shape[1..].iter().product::<i64>().max(1);
+        let uniform = |rng: &mut SplitMix64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        let gauss = |rng: &mut SplitMix64| {
+            let (u1, u2) = (uniform(rng).max(f64::MIN_POSITIVE), uniform(rng));
+            (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+        };
+        let values: Vec<f64> = match init {
+            Init::Default => {
+                let bound = 1.0 / (fan_in as f64).sqrt();
+                (0..n)
+                    .map(|_| (2.0 * uniform(&mut rng) - 1.0) * bound)
+                    .collect()
+            }
+            Init::Normal { std } => (0..n).map(|_| gauss(&mut rng) * std).collect(),
+            Init::Orthogonal { .. } => (0..n).map(|_| gauss(&mut rng)).collect(),
+        };
+        let mut w = Tensor::from_slice(&values).view([shape[0], fan_in]);
+        if let Init::Orthogonal { gain } = init {
+            // Orthonormal rows (or columns, whichever are fewer), like torch's.
+            let flip = shape[0] < fan_in;
+            let m = if flip { w.tr() } else { w };
+            let (q, r) = Tensor::linalg_qr(&m, "reduced");
+            let q = q * r.diagonal(0, 0, 1).sign().unsqueeze(0);
+            w = if flip { q.tr() } else { q } * gain;
+        }
+        t.copy_(&w.view(shape.as_slice()).to_kind(t.kind()));
+    }
+    Ok(())
 }
 
 fn uuid_like() -> String {

@@ -20,7 +20,7 @@ pub fn file(name: &str) -> Vec<u8> {
     })
 }
 
-async fn send(srv: &TestServer, key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
+async fn send(_srv: &TestServer, key: &str, req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.bearer_auth(key).send().await.unwrap();
     let s = r.status().as_u16();
     (s, r.json().await.unwrap_or(Value::Null))
