@@ -169,3 +169,35 @@ pub fn npy(descr: &str, shape: &[usize], vals: &[f64]) -> Vec<u8> {
     }
     out
 }
+
+/// Standard normal draws from `values` (Box–Muller): test data that does not
+/// depend on libtorch's global generator, which servers in other tests use.
+pub fn gaussian(n: usize, seed: u64) -> Vec<f64> {
+    let u = values(2 * n, seed);
+    (0..n)
+        .map(|i| {
+            let (a, b) = ((u[2 * i] + 1.0) / 2.0, (u[2 * i + 1] + 1.0) / 2.0);
+            (-2.0 * a.max(1e-300).ln()).sqrt() * (2.0 * std::f64::consts::PI * b).cos()
+        })
+        .collect()
+}
+
+/// Poisson counts of the given means (inversion), from `values`.
+pub fn poisson(means: &[f64], seed: u64) -> Vec<f64> {
+    let u = values(means.len(), seed);
+    means
+        .iter()
+        .zip(u)
+        .map(|(&m, u)| {
+            let u = (u + 1.0) / 2.0;
+            let (mut k, mut p) = (0.0, (-m).exp());
+            let mut cdf = p;
+            while u > cdf && k < 10_000.0 {
+                k += 1.0;
+                p *= m / k;
+                cdf += p;
+            }
+            k
+        })
+        .collect()
+}

@@ -364,10 +364,17 @@ async fn scoring_a_builtin_model_recovers_the_generating_layer(pool: PgPool) {
             .1;
         let f = act.mean_dim([2i64, 3].as_slice(), false, Kind::Double);
         let f = (&f - f.mean_dim(0, true, Kind::Double)) / (f.std_dim(0, true, true) + 1e-9);
-        tch::manual_seed(9);
-        let w = Tensor::randn([16, 30], (Kind::Double, Device::Cpu)) / 4.0;
+        let w = Tensor::from_slice(&common::gaussian(16 * 30, 9)).view([16, 30]) / 4.0;
         let rates = (f.matmul(&w).exp() + 1.0).log() * 4.0;
-        let counts = rates.unsqueeze(0).expand([4, -1, -1], false).poisson();
+        let means = Vec::<f64>::try_from(
+            &rates
+                .unsqueeze(0)
+                .expand([4, -1, -1], false)
+                .contiguous()
+                .view(-1),
+        )
+        .unwrap();
+        let counts = Tensor::from_slice(&common::poisson(&means, 10)).view([4, 240, 30]);
         let shape: Vec<u64> = counts.size().iter().map(|&d| d as u64).collect();
         neuralign_core::npy::encode_f64(
             &shape,
@@ -564,5 +571,129 @@ async fn models_and_scores_over_grpc(pool: PgPool) {
         .unwrap()
         .into_inner();
     assert_eq!(map.regions[0].layer, "relu2");
+    srv.stop().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn sequence_models_are_scored_per_time_bin_and_new_weights_miss_the_cache(pool: PgPool) {
+    use neuralign_core::architecture::ModelSpec;
+    use neuralign_engine::models::builtin::BuiltinModel;
+    use tch::{Device, Kind, Tensor};
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("seqlab").await;
+    let spec = |seed: u64| json!({"architecture": {"type": "recurrent", "cell": "gru", "input": 5, "hidden": 8, "layers": 2}, "seed": seed});
+    // 120 sequences of 4 steps; the recording is a readout of gru1 at every step (4 bins).
+    let (stimuli, recording) = {
+        let _g = tch::no_grad_guard();
+        let u: Vec<f32> = common::values(120 * 4 * 5, 2)
+            .iter()
+            .map(|v| ((v + 1.0) / 2.0) as f32)
+            .collect();
+        let x = Tensor::from_slice(&u).view([120, 4, 5]);
+        let m = BuiltinModel::new(&ModelSpec::parse(spec(1)).unwrap(), Device::Cpu).unwrap();
+        let h = m
+            .forward_layers(&x)
+            .unwrap()
+            .remove(0)
+            .1
+            .to_kind(Kind::Double); // 120 × 4 × 8
+        let w = Tensor::from_slice(&common::gaussian(8 * 12, 3)).view([8, 12]);
+        let rates = (h.matmul(&w).exp() + 1.0).log() * 3.0; // 120 × 4 × 12
+        let means = rates
+            .permute([0, 2, 1])
+            .unsqueeze(0)
+            .expand([4, -1, -1, -1], false)
+            .contiguous(); // 4 × 120 × 12 × 4
+        let counts = Tensor::from_slice(&common::poisson(
+            &Vec::<f64>::try_from(&means.view(-1)).unwrap(),
+            4,
+        ))
+        .view([4, 120, 12, 4]);
+        let enc = |t: &Tensor| {
+            let shape: Vec<u64> = t.size().iter().map(|&d| d as u64).collect();
+            neuralign_core::npy::encode_f64(
+                &shape,
+                &Vec::<f64>::try_from(&t.to_kind(Kind::Double).reshape([-1])).unwrap(),
+            )
+        };
+        (enc(&x), enc(&counts))
+    };
+    let (s, set) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/stimulus-sets?kind=sequences"))
+            .body(stimuli),
+    )
+    .await;
+    assert_eq!(s, 201, "{set}");
+    let (s, rec) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url(&format!(
+                "/v1/recordings?stimulus_set={}",
+                set["id"].as_str().unwrap()
+            )))
+            .body(recording),
+    )
+    .await;
+    assert_eq!(s, 201, "{rec}");
+    assert_eq!(rec["time_bins"], 4);
+    let (s, b) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/benchmarks"))
+            .json(&json!({"name": "seq", "recording": rec["id"], "metric": "linear_cka"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (s, m) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/models/builtin"))
+            .json(&json!({"name": "gru", "spec": spec(1)})),
+    )
+    .await;
+    assert_eq!(s, 201, "{m}");
+    let r = score(
+        &srv,
+        &key,
+        json!({"kind": "score", "model": m["id"], "benchmarks": [b["reference"]]}),
+    )
+    .await;
+    let out = &r["benchmarks"][0];
+    assert_eq!(out["state"], "succeeded", "{r}");
+    let curve = out["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 8, "2 layers × 4 time bins: {out}");
+    let bins: Vec<i64> = curve
+        .iter()
+        .filter(|l| l["layer"] == "gru1")
+        .map(|l| l["time_bin"].as_i64().unwrap())
+        .collect();
+    assert_eq!(bins, vec![0, 1, 2, 3]);
+    assert_eq!(out["layer"], "gru1", "{out}");
+    // Other weights (another seed) are another version: nothing from the cache.
+    let (_, m2) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/models/builtin"))
+            .json(&json!({"name": "gru", "spec": spec(2)})),
+    )
+    .await;
+    assert_eq!(m2["version"], 2);
+    let r2 = score(
+        &srv,
+        &key,
+        json!({"kind": "score", "model": m2["id"], "benchmarks": [b["reference"]]}),
+    )
+    .await;
+    assert_eq!(
+        r2["benchmarks"][0]["cache"],
+        json!({"hits": 0, "misses": 2})
+    );
     srv.stop().await;
 }

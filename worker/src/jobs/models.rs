@@ -39,34 +39,41 @@ pub fn load(
     }
 }
 
-/// Two random stimuli in the stored form ([0, 1]) of what the model takes,
-/// for the registration probe.
+/// Two stimuli in the stored form ([0, 1]) of what the model takes, for the
+/// registration probe. Deterministic (a fixed pseudo-random pattern), so a
+/// probe never draws from libtorch's global generator.
 pub fn probe_stimuli(input: &InputSpec) -> Result<Tensor, EngineError> {
-    let opts = (Kind::Float, Device::Cpu);
+    let pattern = |shape: &[i64]| {
+        let n: i64 = shape.iter().product();
+        // Fractional parts of i·φ: spread over [0, 1) without a generator.
+        (Tensor::arange(n, (Kind::Double, Device::Cpu)) * 0.618_033_988_749_895)
+            .frac()
+            .to_kind(Kind::Float)
+            .view(shape)
+    };
     match input.kind {
         InputKind::Images => {
             let [h, w] = input.size.ok_or_else(|| {
                 EngineError::invalid("input.size: required for image models ([height, width])")
             })?;
-            Ok(Tensor::rand(
-                [2, input.channels.unwrap_or(3) as i64, h as i64, w as i64],
-                opts,
-            ))
+            Ok(pattern(&[
+                2,
+                input.channels.unwrap_or(3) as i64,
+                h as i64,
+                w as i64,
+            ]))
         }
         InputKind::Features => {
             let f = input.features.ok_or_else(|| {
                 EngineError::invalid("input.features: required for feature models")
             })?;
-            Ok(Tensor::rand([2, f as i64], opts))
+            Ok(pattern(&[2, f as i64]))
         }
         InputKind::Sequences => {
             let f = input.features.ok_or_else(|| {
                 EngineError::invalid("input.features: required for sequence models")
             })?;
-            Ok(Tensor::rand(
-                [2, input.steps.unwrap_or(8) as i64, f as i64],
-                opts,
-            ))
+            Ok(pattern(&[2, input.steps.unwrap_or(8) as i64, f as i64]))
         }
     }
 }

@@ -65,6 +65,10 @@ pub struct BenchmarkOutcome {
 pub struct ScoreOutput {
     pub model: Uuid,
     pub model_version_hash: String,
+    /// How layers became features, and any reduction applied before scoring.
+    pub pooling: neuralign_core::architecture::Pooling,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reduce: Option<neuralign_core::inference::ReduceSpec>,
     pub benchmarks: Vec<BenchmarkOutcome>,
     pub failed: usize,
     pub device: String,
@@ -209,6 +213,8 @@ impl JobKind for Score {
         Ok(ScoreOutput {
             model: model.id,
             model_version_hash: model.version_hash,
+            pooling: spec.pooling,
+            reduce: spec.reduce.clone(),
             benchmarks: outcomes,
             failed,
             device: format!("{:?}", ctx.device).to_lowercase(),
