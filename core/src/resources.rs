@@ -298,3 +298,22 @@ pub struct RegionLayer {
     pub score: f64,
     pub benchmarks: Vec<String>,
 }
+
+/// A benchmark's score from its selected layer's rows: the mean over time
+/// bins (one row for a static recording); the interval only when there is
+/// one row. Returns (raw, ceiling, normalized, ci).
+pub fn selected_summary(
+    rows: &[&LayerScore],
+    ci_of_single: Option<[f64; 2]>,
+) -> (f64, Option<f64>, Option<f64>, Option<[f64; 2]>) {
+    let mean = |v: Vec<f64>| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let raw = mean(rows.iter().map(|r| r.raw).collect()).unwrap_or(f64::NAN);
+    let ceiling = mean(rows.iter().filter_map(|r| r.ceiling).collect());
+    let normalized = mean(rows.iter().filter_map(|r| r.normalized).collect());
+    (
+        raw,
+        ceiling,
+        normalized,
+        if rows.len() == 1 { ci_of_single } else { None },
+    )
+}

@@ -336,17 +336,21 @@ impl Service {
                 });
             }
             let b = out.last_mut().expect("pushed");
-            if layer.selected && layer.time_bin.unwrap_or(0) == 0 {
+            if layer.selected {
                 b.layer = layer.layer.clone();
-                b.raw = layer.raw;
-                b.ceiling = layer.ceiling;
-                b.normalized = layer.normalized;
-                let (lo, hi): (Option<f64>, Option<f64>) =
-                    (r.try_get("ci_low")?, r.try_get("ci_high")?);
-                b.ci = lo.zip(hi).map(|(l, h)| [l, h]);
-                b.per_neuron_array_id = r.try_get("per_neuron_array_id")?;
+                if layer.time_bin.is_none() {
+                    let (lo, hi): (Option<f64>, Option<f64>) =
+                        (r.try_get("ci_low")?, r.try_get("ci_high")?);
+                    b.ci = lo.zip(hi).map(|(l, h)| [l, h]);
+                    b.per_neuron_array_id = r.try_get("per_neuron_array_id")?;
+                }
             }
             b.curve.push(layer);
+        }
+        for b in out.iter_mut() {
+            let selected: Vec<&LayerScore> = b.curve.iter().filter(|l| l.selected).collect();
+            (b.raw, b.ceiling, b.normalized, b.ci) =
+                crate::resources::selected_summary(&selected, b.ci);
         }
         Ok(ScoreCard {
             model,
@@ -363,11 +367,17 @@ impl Service {
     ) -> Result<Vec<LeaderboardEntry>> {
         let b = self.get_benchmark(caller, reference).await?;
         let rows = sqlx::query(
-            "SELECT DISTINCT ON (s.model_id) s.model_id, s.layer, s.raw, s.normalized, s.ci_low, s.ci_high, s.job_id, \
-                    s.created_at, m.name, m.version, l.name AS lab \
-             FROM scores s JOIN models m ON m.id = s.model_id JOIN labs l ON l.id = s.lab_id \
-             WHERE s.benchmark_id = $1 AND s.selected AND COALESCE(s.time_bin, 0) = 0 AND (s.lab_id = $2 OR $3) \
-             ORDER BY s.model_id, s.created_at DESC",
+            "WITH latest AS ( \
+               SELECT DISTINCT ON (model_id) model_id, job_id FROM scores \
+               WHERE benchmark_id = $1 AND selected AND (lab_id = $2 OR $3) ORDER BY model_id, created_at DESC) \
+             SELECT s.model_id, min(s.layer) AS layer, avg(s.raw) AS raw, avg(s.normalized) AS normalized, \
+                    CASE WHEN count(*) = 1 THEN min(s.ci_low) END AS ci_low, \
+                    CASE WHEN count(*) = 1 THEN min(s.ci_high) END AS ci_high, \
+                    s.job_id, max(s.created_at) AS created_at, m.name, m.version, l.name AS lab \
+             FROM scores s JOIN latest t ON t.model_id = s.model_id AND t.job_id = s.job_id \
+             JOIN models m ON m.id = s.model_id JOIN labs l ON l.id = s.lab_id \
+             WHERE s.benchmark_id = $1 AND s.selected \
+             GROUP BY s.model_id, s.job_id, m.name, m.version, l.name",
         )
         .bind(b.id)
         .bind(caller.lab_id())
@@ -449,7 +459,7 @@ impl Service {
         let mut by: BTreeMap<String, BTreeMap<String, LayerScores>> = BTreeMap::new();
         for b in &card.benchmarks {
             let region = b.region.clone().unwrap_or_else(|| "unspecified".into());
-            for l in b.curve.iter().filter(|l| l.time_bin.unwrap_or(0) == 0) {
+            for l in &b.curve {
                 let slot = by
                     .entry(region.clone())
                     .or_default()

@@ -675,6 +675,28 @@ async fn sequence_models_are_scored_per_time_bin_and_new_weights_miss_the_cache(
         .collect();
     assert_eq!(bins, vec![0, 1, 2, 3]);
     assert_eq!(out["layer"], "gru1", "{out}");
+    // The benchmark's score is the mean over bins of the selected layer.
+    let sel: Vec<f64> = curve
+        .iter()
+        .filter(|l| l["selected"] == true)
+        .map(|l| l["raw"].as_f64().unwrap())
+        .collect();
+    assert_eq!(sel.len(), 4);
+    assert!((out["raw"].as_f64().unwrap() - sel.iter().sum::<f64>() / 4.0).abs() < 1e-12);
+    let (_, board) = send(
+        &srv,
+        &key,
+        srv.client.get(srv.url(&format!(
+            "/v1/benchmarks/{}/leaderboard",
+            b["reference"].as_str().unwrap().replace('/', "%2F")
+        ))),
+    )
+    .await;
+    assert!(
+        (board["entries"][0]["score"].as_f64().unwrap() - out["raw"].as_f64().unwrap()).abs()
+            < 1e-12,
+        "{board}"
+    );
     // Other weights (another seed) are another version: nothing from the cache.
     let (_, m2) = send(
         &srv,

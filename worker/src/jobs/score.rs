@@ -406,30 +406,33 @@ async fn score_benchmark(
         &stored,
     )
     .await?;
-    let best = stored
+    let curve: Vec<LayerScore> = stored
         .iter()
-        .find(|r| r.selected && r.time_bin.unwrap_or(0) == 0);
+        .map(|r| LayerScore {
+            layer: r.layer.clone(),
+            time_bin: r.time_bin,
+            selection_value: r.selection_value,
+            raw: r.raw,
+            ceiling: r.ceiling,
+            normalized: r.normalized,
+            selected: r.selected,
+        })
+        .collect();
+    let selected: Vec<&LayerScore> = curve.iter().filter(|l| l.selected).collect();
+    let single_ci = stored.iter().find(|r| r.selected).and_then(|r| r.ci);
+    let (raw, ceiling, normalized, ci) =
+        neuralign_core::resources::selected_summary(&selected, single_ci);
+    let layer = selected.first().map(|l| l.layer.clone());
     Ok(BenchmarkOutcome {
         benchmark: input.benchmark.reference.clone(),
         state: "succeeded",
         error: None,
-        layer: best.map(|r| r.layer.clone()),
-        raw: best.map(|r| r.raw),
-        ceiling: best.and_then(|r| r.ceiling),
-        normalized: best.and_then(|r| r.normalized),
-        ci: best.and_then(|r| r.ci),
-        curve: stored
-            .iter()
-            .map(|r| LayerScore {
-                layer: r.layer.clone(),
-                time_bin: r.time_bin,
-                selection_value: r.selection_value,
-                raw: r.raw,
-                ceiling: r.ceiling,
-                normalized: r.normalized,
-                selected: r.selected,
-            })
-            .collect(),
+        layer,
+        raw: Some(raw),
+        ceiling,
+        normalized,
+        ci,
+        curve,
         cache: Some(cache),
         selection: Some(selection),
     })
