@@ -121,6 +121,19 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `count`, after waiting up to 5 s for it to reach `want`: a failed
+    /// upload's blob rows are removed by a task its writer spawns on drop.
+    pub async fn settled_count(&self, table: &str, want: i64) -> i64 {
+        for _ in 0..200 {
+            let n = self.count(table).await;
+            if n == want {
+                return n;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.count(table).await
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
             .fetch_one(&self.pool)

@@ -224,7 +224,7 @@ async fn grpc_statuses_for_auth_and_bad_input(pool: PgPool) {
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
     assert!(e.message().contains("spec"));
     assert_eq!(s.count("jobs").await, 0);
-    assert_eq!(s.count("blobs").await, 0);
+    assert_eq!(s.settled_count("blobs", 0).await, 0);
     let metrics = jobs
         .list_metrics(v1::ListMetricsRequest {})
         .await
