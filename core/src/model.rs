@@ -329,6 +329,20 @@ pub(crate) fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid)> {
     Ok((at, Uuid::parse_str(id).map_err(|_| bad())?))
 }
 
+/// Parses a snake_case enum value, naming the field and the known values.
+pub fn parse_choice<T: serde::de::DeserializeOwned>(
+    field: &str,
+    v: Option<&str>,
+    known: &str,
+) -> Result<Option<T>> {
+    match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(s) => serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .map(Some)
+            .map_err(|_| Error::invalid(format!("{field}: unknown value {s:?} (known: {known})"))),
+    }
+}
+
 /// Parses an id from a path or request field, naming the field on failure.
 pub fn parse_id(field: &str, s: &str) -> Result<Uuid> {
     Uuid::parse_str(s).map_err(|_| {

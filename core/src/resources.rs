@@ -66,11 +66,12 @@ impl Modality {
         }
     }
     pub fn parse(s: &str) -> crate::Result<Modality> {
-        serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-            crate::Error::invalid(format!(
-                "modality: unknown modality {s:?} (known: spikes, calcium, fmri, eeg, meg, lfp, other)"
-            ))
-        })
+        crate::model::parse_choice(
+            "modality",
+            Some(s),
+            "spikes, calcium, fmri, eeg, meg, lfp, other",
+        )?
+        .ok_or_else(|| crate::Error::invalid("modality: must not be empty"))
     }
 }
 

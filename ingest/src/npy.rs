@@ -235,16 +235,24 @@ pub fn for_each_piece<R: Read>(
         each(&buf[..n])?;
         left -= n as u64;
     }
+    expect_end(r, h, field)
+}
+
+/// Fails when the file goes on after the data its header declares.
+pub fn expect_end<R: Read>(r: &mut R, h: &NpyHeader, field: &str) -> Result<()> {
     let mut extra = [0u8; 1];
     if matches!(r.read(&mut extra), Ok(1)) {
         return Err(IngestError::invalid(format!(
-            "{field}: has bytes after the {total} bytes of data its header declares"
+            "{field}: has bytes after the {} bytes of data its header declares",
+            h.data_bytes()
         )));
     }
     Ok(())
 }
 
-fn read_exactly<R: Read>(
+/// Fills `buf` from `r`; `done` of the header's `total` data bytes were read
+/// before, for the message when the file ends early.
+pub fn read_exactly<R: Read>(
     r: &mut R,
     buf: &mut [u8],
     field: &str,

@@ -170,15 +170,7 @@ impl<R: Read> NpyItems<R> {
         }
     }
     fn finish(mut self) -> Result<()> {
-        let mut extra = [0u8; 1];
-        if matches!(self.r.read(&mut extra), Ok(1)) {
-            return Err(IngestError::invalid(format!(
-                "{}: has bytes after the {} bytes of data its header declares",
-                self.field,
-                self.h.data_bytes()
-            )));
-        }
-        Ok(())
+        npy::expect_end(&mut self.r, &self.h, &self.field)
     }
 }
 
@@ -186,27 +178,14 @@ impl<R: Read> Items for NpyItems<R> {
     fn next_into(&mut self, buf: &mut Vec<f64>, count: usize) -> Result<()> {
         let item = self.h.elem.size() as usize;
         self.raw.resize(count * item, 0);
-        let mut got = 0;
-        while got < self.raw.len() {
-            match self.r.read(&mut self.raw[got..]) {
-                Ok(0) => {
-                    return Err(IngestError::invalid(format!(
-                        "{}: truncated: the header declares {} bytes of data, the file has {}",
-                        self.field,
-                        self.h.data_bytes(),
-                        self.read + got as u64
-                    )))
-                }
-                Ok(n) => got += n,
-                Err(e) => {
-                    return Err(IngestError::invalid(format!(
-                        "{}: cannot read: {e}",
-                        self.field
-                    )))
-                }
-            }
-        }
-        self.read += got as u64;
+        npy::read_exactly(
+            &mut self.r,
+            &mut self.raw,
+            &self.field,
+            self.read,
+            self.h.data_bytes(),
+        )?;
+        self.read += self.raw.len() as u64;
         buf.clear();
         buf.extend(
             self.raw

@@ -292,7 +292,7 @@ async fn demo_leaderboard(
             )
             .await?;
         let m = svc
-            .await_probe(caller, m, std::time::Duration::from_secs(300))
+            .await_probe(caller, m, neuralign_core::service::PROBE_WAIT)
             .await?;
         let spec = JobSpec::Score(neuralign_core::model::ScoreSpec {
             model: m.id,

@@ -23,7 +23,7 @@ use crate::notify::Notifications;
 
 pub use arrays::ByteStream;
 pub use benchmarks::{BenchmarkFilter, BenchmarkScope};
-pub use models::{ModelSource, ProbeOutcome, TorchScriptParams, TorchScriptUpload};
+pub use models::{ModelSource, ProbeOutcome, TorchScriptParams, TorchScriptUpload, PROBE_WAIT};
 pub use recordings::{RecordingParams, RecordingUpload, RELIABILITY_METHOD};
 pub use scores::{NewScore, ScoringInput};
 pub use stimuli::{StimulusSetParams, StimulusSetUpload};

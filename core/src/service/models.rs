@@ -24,6 +24,10 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::model::{JobSpec, NewJob, Page, ProbeModelSpec};
 use crate::resources::{Model, ModelLayer, NewBuiltinModel};
 
+/// How long a registering request waits for its probe before answering
+/// that the model is still probing.
+pub const PROBE_WAIT: Duration = Duration::from_secs(300);
+
 /// A TorchScript upload as the transports receive it.
 #[derive(Debug, Clone, Default, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -335,7 +335,8 @@ pub struct RecordingParams {
 
 impl RecordingParams {
     pub fn into_upload(self) -> Result<RecordingUpload> {
-        use super::stimuli::{nonempty, parse_enum};
+        use super::stimuli::nonempty;
+        use crate::model::parse_choice;
         let set = nonempty(self.stimulus_set).ok_or_else(|| {
             Error::invalid("stimulus_set: required (the id of the recording's stimulus set)")
         })?;
@@ -347,7 +348,7 @@ impl RecordingParams {
                 species: nonempty(self.species),
                 subject: nonempty(self.subject),
                 session: nonempty(self.session),
-                modality: parse_enum(
+                modality: parse_choice(
                     "modality",
                     self.modality.as_deref(),
                     "spikes, calcium, fmri, eeg, meg, lfp, other",
@@ -356,12 +357,12 @@ impl RecordingParams {
                 bin_size_ms: self.bin_size_ms,
             },
             options: RecordingOptions {
-                format: parse_enum("format", self.format.as_deref(), "npy, npz, hdf5, csv, nwb")?,
+                format: parse_choice("format", self.format.as_deref(), "npy, npz, hdf5, csv, nwb")?,
                 key: nonempty(self.key),
                 dataset: nonempty(self.dataset),
                 stimulus_ids_dataset: nonempty(self.stimulus_ids_dataset),
                 neuron_ids_dataset: nonempty(self.neuron_ids_dataset),
-                nan_policy: parse_enum("nan_policy", self.nan_policy.as_deref(), "reject, mask")?,
+                nan_policy: parse_choice("nan_policy", self.nan_policy.as_deref(), "reject, mask")?,
                 intervals: nonempty(self.intervals),
                 stimulus_column: nonempty(self.stimulus_column),
                 window_start: self.window_start,

@@ -13,7 +13,7 @@ use super::arrays::{insert_array, ByteStream};
 use super::{page_limit, Service};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
-use crate::model::Page;
+use crate::model::{parse_choice, Page};
 use crate::resources::{Stimulus, StimulusSet};
 use crate::spool::{spool, TempFile};
 
@@ -305,20 +305,6 @@ fn kind_name(k: stimuli::StimulusKind) -> &'static str {
     }
 }
 
-/// Parses a snake_case enum value, naming the field and the known values.
-pub(super) fn parse_enum<T: serde::de::DeserializeOwned>(
-    field: &str,
-    v: Option<&str>,
-    known: &str,
-) -> Result<Option<T>> {
-    match v.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(s) => serde_json::from_value(Value::String(s.to_string()))
-            .map(Some)
-            .map_err(|_| Error::invalid(format!("{field}: unknown value {s:?} (known: {known})"))),
-    }
-}
-
 pub(super) fn nonempty(v: Option<String>) -> Option<String> {
     v.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
@@ -354,15 +340,15 @@ impl StimulusSetParams {
         Ok(StimulusSetUpload {
             name: self.name.unwrap_or_default(),
             options: StimulusOptions {
-                format: parse_enum("format", self.format.as_deref(), "npy, npz, zip, hdf5")?,
-                kind: parse_enum("kind", self.kind.as_deref(), "images, features, sequences")?,
-                layout: parse_enum("layout", self.layout.as_deref(), "nhwc, nchw")?,
+                format: parse_choice("format", self.format.as_deref(), "npy, npz, zip, hdf5")?,
+                kind: parse_choice("kind", self.kind.as_deref(), "images, features, sequences")?,
+                layout: parse_choice("layout", self.layout.as_deref(), "nhwc, nchw")?,
                 key: nonempty(self.key),
                 dataset: nonempty(self.dataset),
                 ids_dataset: nonempty(self.ids_dataset),
                 labels_dataset: nonempty(self.labels_dataset),
                 resize: nonempty(self.resize),
-                resize_filter: parse_enum(
+                resize_filter: parse_choice(
                     "resize_filter",
                     self.resize_filter.as_deref(),
                     "nearest, bilinear, bicubic, lanczos",

@@ -2,15 +2,13 @@
 
 use std::pin::Pin;
 
-use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use neuralign_core::model::parse_id;
-use neuralign_core::Error;
 use neuralign_proto::v1;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::caller;
 use super::convert::{self, opt};
+use super::{caller, split_upload};
 use crate::error_map::to_status;
 use crate::AppState;
 
@@ -23,24 +21,16 @@ impl v1::array_service_server::ArrayService for Arrays {
         req: Request<Streaming<v1::UploadArrayRequest>>,
     ) -> Result<Response<v1::Array>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let mut incoming = req.into_inner();
-        let first = incoming
-            .message()
-            .await?
-            .ok_or_else(|| to_status(Error::invalid("upload: the stream carried no message")))?;
-        let v1::UploadArrayRequest { name, data } = first;
-        let head = futures::stream::iter([Ok::<Bytes, Error>(data)]);
-        let rest = incoming.map(|m| match m {
-            Ok(v1::UploadArrayRequest { name: _, data }) => Ok(data),
-            Err(s) => Err(Error::invalid(format!(
-                "upload: stream interrupted: {}",
-                s.message()
-            ))),
-        });
+        // The name is optional: the first message always "has" one.
+        let (name, body) = split_upload(req.into_inner(), |m: v1::UploadArrayRequest| {
+            let v1::UploadArrayRequest { name, data } = m;
+            (Some(name), data)
+        })
+        .await?;
         let meta = self
             .0
             .service
-            .upload_array(&caller, &name, Box::pin(head.chain(rest)))
+            .upload_array(&caller, &name, body)
             .await
             .map_err(to_status)?;
         Ok(Response::new(convert::array(meta)))
@@ -68,7 +58,7 @@ impl v1::array_service_server::ArrayService for Arrays {
     ) -> Result<Response<v1::ListArraysResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::ListArraysRequest { limit, page_token } = req.into_inner();
-        let limit = (limit != 0).then_some(limit);
+        let limit = convert::limit(limit);
         let page = self
             .0
             .service

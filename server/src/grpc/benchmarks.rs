@@ -1,5 +1,6 @@
 //! `BenchmarkService`: create, get, list, publish, deprecate.
 
+use neuralign_core::model::parse_choice;
 use neuralign_core::resources::{Benchmark, NewBenchmark};
 use neuralign_core::service::{BenchmarkFilter, BenchmarkScope};
 use neuralign_core::Error;
@@ -7,7 +8,7 @@ use neuralign_proto::v1;
 use tonic::{Request, Response, Status};
 
 use super::caller;
-use super::convert::{json_text, metric_request, metric_to_proto, opt, optional_json};
+use super::convert::{json_text, limit, metric_request, metric_to_proto, opt, optional_json};
 use crate::error_map::to_status;
 use crate::AppState;
 
@@ -122,21 +123,14 @@ impl v1::benchmark_service_server::BenchmarkService for Benchmarks {
             limit,
             page_token,
         } = req.into_inner();
-        let scope: BenchmarkScope = match opt(scope) {
-            None => BenchmarkScope::default(),
-            Some(s) => {
-                serde_json::from_value(serde_json::Value::String(s.clone())).map_err(|_| {
-                    to_status(Error::invalid(format!(
-                        "scope: unknown value {s:?} (known: visible, lab, public)"
-                    )))
-                })?
-            }
-        };
+        let scope: BenchmarkScope = parse_choice("scope", Some(&scope), "visible, lab, public")
+            .map_err(to_status)?
+            .unwrap_or_default();
         let f = BenchmarkFilter {
             scope,
             name: opt(name),
             include_deprecated,
-            limit: (limit != 0).then_some(limit),
+            limit: self::limit(limit),
             page_token: opt(page_token),
         };
         let page = self

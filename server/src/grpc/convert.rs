@@ -98,6 +98,11 @@ pub fn event(e: JobEvent) -> v1::JobEvent {
 }
 
 /// Empty proto strings mean "not set".
+/// A page size from a proto field: 0 means the server default.
+pub fn limit(l: u32) -> Option<u32> {
+    (l != 0).then_some(l)
+}
+
 pub fn opt(s: String) -> Option<String> {
     if s.is_empty() {
         None

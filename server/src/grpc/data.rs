@@ -2,48 +2,18 @@
 //! whose first message carries the options), their metadata, stimuli,
 //! thumbnails and neurons.
 
-use bytes::Bytes;
-use futures::StreamExt;
 use neuralign_core::model::parse_id;
 use neuralign_core::resources::{Recording, StimulusSet};
-use neuralign_core::service::{ByteStream, RecordingParams, StimulusSetParams};
-use neuralign_core::Error;
+use neuralign_core::service::{RecordingParams, StimulusSetParams};
 use neuralign_proto::v1;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::caller;
-use super::convert::opt;
+use super::convert::{limit, opt};
+use super::{caller, split_upload};
 use crate::error_map::to_status;
 use crate::AppState;
 
 pub struct Data(pub AppState);
-
-/// The first message's options and a stream of every message's bytes.
-async fn split_upload<M, O>(
-    mut incoming: Streaming<M>,
-    parts: fn(M) -> (Option<O>, Bytes),
-) -> Result<(O, ByteStream), Status>
-where
-    M: Send + 'static,
-    O: Send + 'static,
-{
-    let first = incoming
-        .message()
-        .await?
-        .ok_or_else(|| to_status(Error::invalid("upload: the stream carried no message")))?;
-    let (options, data) = parts(first);
-    let options = options
-        .ok_or_else(|| to_status(Error::invalid("options: required in the first message")))?;
-    let head = futures::stream::iter([Ok::<Bytes, Error>(data)]);
-    let rest = incoming.map(move |m| match m {
-        Ok(m) => Ok(parts(m).1),
-        Err(s) => Err(Error::invalid(format!(
-            "upload: stream interrupted: {}",
-            s.message()
-        ))),
-    });
-    Ok((options, Box::pin(head.chain(rest))))
-}
 
 fn set_to_proto(s: StimulusSet) -> v1::StimulusSet {
     let StimulusSet {
@@ -201,10 +171,6 @@ fn recording_params(o: v1::RecordingOptions) -> RecordingParams {
         window_end,
         bin_size,
     }
-}
-
-fn limit(l: u32) -> Option<u32> {
-    (l != 0).then_some(l)
 }
 
 #[tonic::async_trait]

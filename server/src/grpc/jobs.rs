@@ -5,7 +5,8 @@ use std::pin::Pin;
 use futures::{Stream, StreamExt};
 use neuralign_core::architecture::Pooling;
 use neuralign_core::model::{
-    parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision, ScoreSpec,
+    parse_choice, parse_id, CompareSpec, JobFilter, JobSpec, JobState, NewJob, NoopSpec, Precision,
+    ScoreSpec,
 };
 use neuralign_core::Error;
 use neuralign_proto::v1;
@@ -74,16 +75,8 @@ fn spec_from_proto(spec: Option<v1::submit_job_request::Spec>) -> Result<JobSpec
         })) => Ok(JobSpec::Score(ScoreSpec {
             model: parse_id("score.model", &model)?,
             benchmarks,
-            pooling: match opt(pooling) {
-                None => Pooling::default(),
-                Some(p) => {
-                    serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
-                        Error::invalid(format!(
-                            "score.pooling: unknown value {p:?} (known: avg, max, flatten)"
-                        ))
-                    })?
-                }
-            },
+            pooling: parse_choice::<Pooling>("score.pooling", Some(&pooling), "avg, max, flatten")?
+                .unwrap_or_default(),
             layers: (!layers.is_empty()).then_some(layers),
             reduce: optional_json("score.reduce_json", &reduce_json)?,
             bootstrap: optional_json("score.bootstrap_json", &bootstrap_json)?,
@@ -154,7 +147,7 @@ impl v1::job_service_server::JobService for Jobs {
                 .transpose()
                 .map_err(to_status)?,
             kind: opt(kind),
-            limit: (limit != 0).then_some(limit),
+            limit: convert::limit(limit),
             page_token: opt(page_token),
         };
         let page = self

@@ -11,9 +11,13 @@ mod data;
 mod jobs;
 mod models;
 
+use bytes::Bytes;
+use futures::StreamExt;
+use neuralign_core::service::ByteStream;
 use neuralign_core::{Caller, Error};
 use neuralign_proto::v1;
 use tonic::service::Routes;
+use tonic::{Status, Streaming};
 
 use crate::error_map::to_status;
 use crate::AppState;
@@ -69,6 +73,34 @@ pub async fn routes(state: AppState) -> Routes {
             state,
         )));
     routes
+}
+
+/// A client-streaming upload: the first message's options (required) and
+/// a stream of every message's bytes.
+pub(super) async fn split_upload<M, O>(
+    mut incoming: Streaming<M>,
+    parts: fn(M) -> (Option<O>, Bytes),
+) -> Result<(O, ByteStream), Status>
+where
+    M: Send + 'static,
+    O: Send + 'static,
+{
+    let first = incoming
+        .message()
+        .await?
+        .ok_or_else(|| to_status(Error::invalid("upload: the stream carried no message")))?;
+    let (options, data) = parts(first);
+    let options = options
+        .ok_or_else(|| to_status(Error::invalid("options: required in the first message")))?;
+    let head = futures::stream::iter([Ok::<Bytes, Error>(data)]);
+    let rest = incoming.map(move |m| match m {
+        Ok(m) => Ok(parts(m).1),
+        Err(s) => Err(Error::invalid(format!(
+            "upload: stream interrupted: {}",
+            s.message()
+        ))),
+    });
+    Ok((options, Box::pin(head.chain(rest))))
 }
 
 /// The caller behind the `authorization: Bearer <key>` metadata entry.

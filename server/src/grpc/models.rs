@@ -1,10 +1,6 @@
 //! `ModelService`: registration (TorchScript by client streaming, built-in
 //! specs), models, score cards, region maps and leaderboards.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-use futures::StreamExt;
 use neuralign_core::model::parse_id;
 use neuralign_core::resources::{BenchmarkScore, LeaderboardEntry, Model, NewBuiltinModel};
 use neuralign_core::service::TorchScriptParams;
@@ -12,14 +8,12 @@ use neuralign_core::Error;
 use neuralign_proto::v1;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::caller;
-use super::convert::opt;
+use super::convert::{limit, opt};
+use super::{caller, split_upload};
 use crate::error_map::to_status;
 use crate::AppState;
 
 pub struct Models(pub AppState);
-
-const PROBE_WAIT: Duration = Duration::from_secs(300);
 
 fn model_to_proto(m: Model) -> v1::Model {
     let Model {
@@ -152,19 +146,18 @@ impl v1::model_service_server::ModelService for Models {
         req: Request<Streaming<v1::RegisterTorchScriptRequest>>,
     ) -> Result<Response<v1::Model>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let mut incoming = req.into_inner();
-        let first = incoming
-            .message()
-            .await?
-            .ok_or_else(|| to_status(Error::invalid("upload: the stream carried no message")))?;
-        let v1::RegisterTorchScriptRequest { options, data } = first;
+        let (options, body) =
+            split_upload(req.into_inner(), |m: v1::RegisterTorchScriptRequest| {
+                let v1::RegisterTorchScriptRequest { options, data } = m;
+                (options, data)
+            })
+            .await?;
         let v1::TorchScriptOptions {
             name,
             input_json,
             layer_names,
             no_wait,
-        } = options
-            .ok_or_else(|| to_status(Error::invalid("options: required in the first message")))?;
+        } = options;
         let params = TorchScriptParams {
             name: opt(name),
             input: opt(input_json),
@@ -172,23 +165,15 @@ impl v1::model_service_server::ModelService for Models {
             wait: Some(!no_wait),
         };
         let up = params.into_upload().map_err(to_status)?;
-        let head = futures::stream::iter([Ok::<Bytes, Error>(data)]);
-        let rest = incoming.map(|m| match m {
-            Ok(v1::RegisterTorchScriptRequest { options: _, data }) => Ok(data),
-            Err(s) => Err(Error::invalid(format!(
-                "upload: stream interrupted: {}",
-                s.message()
-            ))),
-        });
         let svc = &self.0.service;
         let m = svc
-            .register_torchscript(&caller, up, Box::pin(head.chain(rest)))
+            .register_torchscript(&caller, up, body)
             .await
             .map_err(to_status)?;
         let m = if no_wait {
             m
         } else {
-            svc.await_probe(&caller, m, PROBE_WAIT)
+            svc.await_probe(&caller, m, neuralign_core::service::PROBE_WAIT)
                 .await
                 .map_err(to_status)?
         };
@@ -217,7 +202,7 @@ impl v1::model_service_server::ModelService for Models {
         let m = if no_wait {
             m
         } else {
-            svc.await_probe(&caller, m, PROBE_WAIT)
+            svc.await_probe(&caller, m, neuralign_core::service::PROBE_WAIT)
                 .await
                 .map_err(to_status)?
         };
@@ -245,15 +230,14 @@ impl v1::model_service_server::ModelService for Models {
         req: Request<v1::ListPageRequest>,
     ) -> Result<Response<v1::ListModelsResponse>, Status> {
         let caller = caller(&self.0, req.metadata()).await?;
-        let v1::ListPageRequest { limit, page_token } = req.into_inner();
+        let v1::ListPageRequest {
+            limit: l,
+            page_token,
+        } = req.into_inner();
         let page = self
             .0
             .service
-            .list_models(
-                &caller,
-                (limit != 0).then_some(limit),
-                opt(page_token).as_deref(),
-            )
+            .list_models(&caller, limit(l), opt(page_token).as_deref())
             .await
             .map_err(to_status)?;
         Ok(Response::new(v1::ListModelsResponse {

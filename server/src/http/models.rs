@@ -1,8 +1,6 @@
 //! Models (TorchScript upload, built-in spec), score cards, region→layer
 //! maps and leaderboards.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -17,9 +15,6 @@ use super::data::PageParams;
 use super::{Auth, JsonBody, QueryParams};
 use crate::error_map::ApiError;
 use crate::AppState;
-
-/// How long a registration waits for its probe before answering 202.
-const PROBE_WAIT: Duration = Duration::from_secs(300);
 
 fn created(m: Model) -> (StatusCode, Json<Model>) {
     let status = if m.state == "ready" {
@@ -46,7 +41,9 @@ pub async fn register_torchscript(
     let stream = upload_stream(&s, &headers, body)?;
     let m = s.service.register_torchscript(&caller, up, stream).await?;
     let m = if wait {
-        s.service.await_probe(&caller, m, PROBE_WAIT).await?
+        s.service
+            .await_probe(&caller, m, neuralign_core::service::PROBE_WAIT)
+            .await?
     } else {
         m
     };
@@ -70,7 +67,9 @@ pub async fn register_builtin(
 ) -> Result<(StatusCode, Json<Model>), ApiError> {
     let m = s.service.register_builtin(&caller, req).await?;
     let m = if p.wait.unwrap_or(true) {
-        s.service.await_probe(&caller, m, PROBE_WAIT).await?
+        s.service
+            .await_probe(&caller, m, neuralign_core::service::PROBE_WAIT)
+            .await?
     } else {
         m
     };

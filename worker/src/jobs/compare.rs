@@ -31,15 +31,8 @@ pub struct CompareOutput {
 }
 
 fn load(field: &str, bytes: &[u8], device: tch::Device) -> Result<(Vec<u64>, Tensor), EngineError> {
-    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
-        .map_err(|e| EngineError::invalid(format!("{field}: {e}")))?;
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    Ok((
-        shape,
-        Tensor::f_from_slice(&values)?
-            .f_reshape(&dims)?
-            .to_device(device),
-    ))
+    let (shape, t) = super::npy_tensor(field, bytes)?;
+    Ok((shape, t.to_device(device)))
 }
 
 impl JobKind for Compare {

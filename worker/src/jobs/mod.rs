@@ -54,6 +54,19 @@ impl From<neuralign_core::Error> for JobError {
     }
 }
 
+/// A stored `.npy` (float32/float64) as a float64 tensor on the CPU, with
+/// its shape; `field` names it in errors.
+pub fn npy_tensor(
+    field: &str,
+    bytes: &[u8],
+) -> Result<(Vec<u64>, tch::Tensor), neuralign_engine::EngineError> {
+    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
+        .map_err(|e| neuralign_engine::EngineError::invalid(format!("{field}: {e}")))?;
+    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+    let t = tch::Tensor::f_from_slice(&values)?.f_reshape(&dims)?;
+    Ok((shape, t))
+}
+
 /// A compute task that panicked hit a bug (a libtorch error on an
 /// unchecked op): retrying would fail the same way, so the job fails with
 /// the panic's message.

@@ -86,10 +86,7 @@ fn sha(parts: &[&str]) -> String {
 }
 
 fn tensor_of(field: &str, bytes: &[u8]) -> Result<Tensor, EngineError> {
-    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
-        .map_err(|e| EngineError::invalid(format!("{field}: {e}")))?;
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    Ok(Tensor::f_from_slice(&values)?.f_reshape(&dims)?)
+    super::npy_tensor(field, bytes).map(|(_, t)| t)
 }
 
 fn npy_f32(t: &Tensor) -> Result<(Vec<u8>, Vec<u64>), EngineError> {
