@@ -3,6 +3,7 @@
 //! why, instead of dying on a worker. Estimates are upper-bound-ish sums of
 //! the largest tensors each metric materializes (float64), not measurements.
 
+use crate::architecture::Pooling;
 use crate::catalog::Metric;
 use crate::inference::{BootstrapSpec, ReduceSpec};
 
@@ -62,4 +63,82 @@ pub fn estimate(
 
 pub fn human(bytes: u64) -> String {
     format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+}
+
+/// Bytes extraction may give one batch of forward passes on a device.
+pub fn extraction_budget(on_gpu: bool) -> u64 {
+    if on_gpu {
+        8 << 30
+    } else {
+        2 << 30
+    }
+}
+
+/// Features one stimulus gives a layer after pooling: channels of a
+/// C × H × W map under avg/max pooling, every unit otherwise.
+pub fn pooled_width(shape: &[i64], pooling: Pooling) -> u64 {
+    let units = shape.iter().map(|&d| d.max(0) as u64).product::<u64>();
+    match (shape, pooling) {
+        ([c, _, _], Pooling::Avg | Pooling::Max) => (*c).max(0) as u64,
+        _ => units,
+    }
+}
+
+/// A score job's memory for one benchmark, estimated at submit from the
+/// model's probed layer shapes, the stimulus set and the recording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ScoreEstimate {
+    /// The stimulus set as float32.
+    pub stimuli: u64,
+    /// Every pooled layer held at once (float32), plus the widest in float64.
+    pub activations: u64,
+    /// Forward passes: whole-batch layer outputs, at most the batch budget.
+    pub extraction: u64,
+    /// The metric's largest step on the widest layer (report half).
+    pub metric: u64,
+    /// Stimuli and activations plus the larger of extraction and metric,
+    /// which never run at the same time.
+    pub total: u64,
+}
+
+/// What a score of `layers` needs: `n_set` stimuli of `stimulus_units`
+/// values each, a recording of `n_rec` stimuli × `neurons`.
+#[allow(clippy::too_many_arguments)]
+pub fn score_estimate(
+    layers: &[(&str, &[i64])],
+    pooling: Pooling,
+    n_set: u64,
+    stimulus_units: u64,
+    n_rec: u64,
+    neurons: u64,
+    metric: &Metric,
+    reduce: Option<&ReduceSpec>,
+    bootstrap: Option<&BootstrapSpec>,
+    batch_budget: u64,
+) -> ScoreEstimate {
+    const F32: u64 = 4;
+    let widths: Vec<u64> = layers
+        .iter()
+        .map(|(_, s)| pooled_width(s, pooling))
+        .collect();
+    let widest = widths.iter().copied().max().unwrap_or(0);
+    let units: u64 = layers
+        .iter()
+        .map(|(_, s)| s.iter().map(|&d| d.max(0) as u64).product::<u64>())
+        .sum();
+    let stimuli = n_set * stimulus_units * F32;
+    let activations = n_set * widths.iter().sum::<u64>() * F32 + n_rec * widest * F64;
+    let extraction = (n_set * units * F32).min(batch_budget);
+    let half = n_rec - n_rec / 2;
+    let p = reduce.map_or(widest, |r| widest.min(r.k as u64));
+    let metric = 2 * half * (p + neurons) * F64
+        + metric_bytes(metric, half, p, neurons)
+        + bootstrap.map_or(0, |b| bootstrap_bytes(b, half));
+    ScoreEstimate {
+        stimuli,
+        activations,
+        extraction,
+        metric,
+        total: stimuli + activations + extraction.max(metric),
+    }
 }

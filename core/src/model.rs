@@ -32,16 +32,19 @@ pub enum JobState {
     Queued,
     Running,
     RetryWait,
+    /// Fanned out: waits, holding no worker, until its child jobs are final.
+    Waiting,
     Succeeded,
     Failed,
     Cancelled,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
+    pub const ALL: [JobState; 7] = [
         JobState::Queued,
         JobState::Running,
         JobState::RetryWait,
+        JobState::Waiting,
         JobState::Succeeded,
         JobState::Failed,
         JobState::Cancelled,
@@ -51,6 +54,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Running => "running",
             JobState::RetryWait => "retry_wait",
+            JobState::Waiting => "waiting",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
@@ -60,7 +64,7 @@ impl JobState {
         Self::ALL
             .into_iter()
             .find(|st| st.as_str() == s)
-            .ok_or_else(|| Error::invalid(format!("state: unknown job state {s:?} (expected one of queued, running, retry_wait, succeeded, failed, cancelled)")))
+            .ok_or_else(|| Error::invalid(format!("state: unknown job state {s:?} (expected one of queued, running, retry_wait, waiting, succeeded, failed, cancelled)")))
     }
     pub fn is_final(self) -> bool {
         matches!(
@@ -257,6 +261,8 @@ pub struct Job {
     pub error: Option<String>,
     pub idempotency_key: Option<String>,
     pub cancel_requested: bool,
+    /// The job that fanned this one out, if any.
+    pub parent_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::config::ServiceConfig;
 use crate::error::{Error, ErrorCode, Result};
-use crate::model::{decode_cursor, Job, JobEvent, JobFilter, JobState, NewJob, Page};
+use crate::model::{decode_cursor, Job, JobEvent, JobFilter, JobSpec, JobState, NewJob, Page};
 
 pub const CHANNEL_JOBS: &str = "neuralign_jobs";
 pub const CHANNEL_EVENTS: &str = "neuralign_events";
@@ -21,7 +21,7 @@ pub const CHANNEL_CANCEL: &str = "neuralign_cancel";
 
 const JOB_COLUMNS: &str =
     "id, kind, state, priority, attempt, max_attempts, progress, spec, result, last_error, \
-     idempotency_key, cancel_requested, created_at, started_at, finished_at";
+     idempotency_key, cancel_requested, parent_id, created_at, started_at, finished_at";
 
 fn job_from_row(r: &sqlx::postgres::PgRow) -> Result<Job> {
     let state: String = r.try_get("state")?;
@@ -38,6 +38,7 @@ fn job_from_row(r: &sqlx::postgres::PgRow) -> Result<Job> {
         error: r.try_get("last_error")?,
         idempotency_key: r.try_get("idempotency_key")?,
         cancel_requested: r.try_get("cancel_requested")?,
+        parent_id: r.try_get("parent_id")?,
         created_at: r.try_get("created_at")?,
         started_at: r.try_get("started_at")?,
         finished_at: r.try_get("finished_at")?,
@@ -154,6 +155,8 @@ pub struct ClaimedJob {
     pub kind: String,
     pub spec: Value,
     pub max_attempts: u32,
+    /// The job that fanned this one out, if any.
+    pub parent_id: Option<Uuid>,
 }
 
 /// Claims the most urgent runnable job of the given kinds whose lab is under
@@ -209,7 +212,7 @@ pub async fn claim(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker_id = $2, \
                lease_expires_at = now() + make_interval(secs => $3), heartbeat_at = now(), \
                started_at = coalesce(started_at, now()), updated_at = now() \
-             WHERE id = $1 RETURNING attempt, kind, spec, max_attempts",
+             WHERE id = $1 RETURNING attempt, kind, spec, max_attempts, parent_id",
         )
         .bind(job_id)
         .bind(worker_id)
@@ -238,6 +241,7 @@ pub async fn claim(
             kind: row.try_get("kind")?,
             spec: row.try_get("spec")?,
             max_attempts: row.try_get::<i32, _>("max_attempts")? as u32,
+            parent_id: row.try_get("parent_id")?,
         }));
     }
     Ok(None)
@@ -332,6 +336,10 @@ pub enum Outcome {
     Cancelled,
     /// Given back unfinished (worker shutdown); the attempt does not count.
     Released,
+    /// Fan out: enqueue these child jobs (none when they exist already) and
+    /// wait, holding no worker, until every child is final; the job is then
+    /// queued again to collect their results. The attempt does not count.
+    Waiting(Vec<JobSpec>),
 }
 
 /// Writes an attempt's outcome. Returns false when the lease was lost, in
@@ -343,18 +351,19 @@ pub async fn finish(
     cfg: &ServiceConfig,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
-    let row: Option<(i32, i32)> = sqlx::query_as(&format!(
-        "SELECT attempt, max_attempts FROM jobs WHERE {FENCE} FOR UPDATE"
+    let row: Option<(i32, i32, bool, Uuid, i32, Option<Uuid>)> = sqlx::query_as(&format!(
+        "SELECT attempt, max_attempts, cancel_requested, lab_id, priority, parent_id FROM jobs WHERE {FENCE} FOR UPDATE"
     ))
     .bind(lease.job_id)
     .bind(lease.attempt as i32)
     .bind(&lease.worker_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((attempt, max_attempts)) = row else {
+    let Some((attempt, max_attempts, cancel_requested, lab_id, priority, parent_id)) = row else {
         tx.rollback().await?;
         return Ok(false);
     };
+    let mut children = Vec::new();
     let (state, result, error, delay, attempt_delta): (
         JobState,
         Option<Value>,
@@ -371,6 +380,17 @@ pub async fn finish(
             Duration::ZERO,
             0,
         ),
+        Outcome::Waiting(_) if cancel_requested => (
+            JobState::Cancelled,
+            None,
+            Some("cancelled".into()),
+            Duration::ZERO,
+            0,
+        ),
+        Outcome::Waiting(specs) => {
+            children = specs;
+            (JobState::Waiting, None, None, Duration::ZERO, -1)
+        }
         Outcome::Released => (JobState::Queued, None, None, Duration::ZERO, -1),
         Outcome::Retryable(e) if attempt >= max_attempts => (
             JobState::Failed,
@@ -403,16 +423,50 @@ pub async fn finish(
     .bind(attempt_delta)
     .execute(&mut *tx)
     .await?;
+    let waiting_msg = (state == JobState::Waiting).then(|| {
+        if children.is_empty() {
+            "waiting for its child jobs".to_string()
+        } else {
+            format!("fanned out into {} child jobs", children.len())
+        }
+    });
     insert_event(
         &mut tx,
         lease.job_id,
         "state",
         Some(state),
         None,
-        error.as_deref(),
+        error.as_deref().or(waiting_msg.as_deref()),
     )
     .await?;
-    if !state.is_final() {
+    for spec in &children {
+        let child = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO jobs (id, lab_id, kind, spec, state, priority, max_attempts, parent_id) \
+             VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7)",
+        )
+        .bind(child)
+        .bind(lab_id)
+        .bind(spec.kind())
+        .bind(serde_json::to_value(spec).map_err(Error::internal)?)
+        .bind(priority)
+        .bind(max_attempts)
+        .bind(lease.job_id)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(&mut tx, child, "state", Some(JobState::Queued), None, None).await?;
+    }
+    if state == JobState::Waiting {
+        // Children that all finished before this wait began leave nothing to
+        // wake the parent, so it collects at once.
+        wake_if_children_final(&mut tx, lease.job_id).await?;
+    }
+    if state.is_final() {
+        if let Some(parent) = parent_id {
+            child_finished(&mut tx, parent).await?;
+        }
+    }
+    if !state.is_final() || !children.is_empty() {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL_JOBS)
             .bind(lease.job_id.to_string())
@@ -421,6 +475,93 @@ pub async fn finish(
     }
     tx.commit().await?;
     Ok(true)
+}
+
+/// A child reached a final state: the parent's progress moves on, and the
+/// parent is queued to collect once no child is left unfinished.
+async fn child_finished(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
+    let (done, total): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state IN ('succeeded', 'failed', 'cancelled')), count(*) \
+         FROM jobs WHERE parent_id = $1",
+    )
+    .bind(parent)
+    .fetch_one(&mut *conn)
+    .await?;
+    let fraction = done as f64 / total.max(1) as f64;
+    let updated = sqlx::query(
+        "UPDATE jobs SET progress = greatest(progress, $2), updated_at = now() \
+         WHERE id = $1 AND state = 'waiting'",
+    )
+    .bind(parent)
+    .bind(fraction)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() > 0 {
+        let msg = format!("child jobs done {done}/{total}");
+        insert_event(conn, parent, "progress", None, Some(fraction), Some(&msg)).await?;
+        wake_if_children_final(conn, parent).await?;
+    }
+    Ok(())
+}
+
+/// Queues a waiting job whose children are all final. Two children that
+/// finish at the same moment may each still see the other running; the
+/// reaper's sweep (`wake_waiting_parents`) catches that case.
+async fn wake_if_children_final(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
+    let woke = sqlx::query(
+        "UPDATE jobs p SET state = 'queued', run_at = now(), updated_at = now() \
+         WHERE p.id = $1 AND p.state = 'waiting' AND NOT EXISTS ( \
+           SELECT 1 FROM jobs c WHERE c.parent_id = p.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled'))",
+    )
+    .bind(parent)
+    .execute(&mut *conn)
+    .await?;
+    if woke.rows_affected() > 0 {
+        insert_event(
+            conn,
+            parent,
+            "state",
+            Some(JobState::Queued),
+            None,
+            Some("every child job is final; queued to collect their results"),
+        )
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL_JOBS)
+            .bind(parent.to_string())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Queues every waiting job whose children are all final (the backstop for
+/// wake-ups lost to concurrent child finishes, reaped or cancelled children).
+pub async fn wake_waiting_parents(pool: &PgPool) -> Result<u64> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT p.id FROM jobs p WHERE p.state = 'waiting' AND NOT EXISTS ( \
+           SELECT 1 FROM jobs c WHERE c.parent_id = p.id AND c.state NOT IN ('succeeded', 'failed', 'cancelled')) \
+         FOR UPDATE SKIP LOCKED",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in &ids {
+        wake_if_children_final(&mut tx, *id).await?;
+    }
+    tx.commit().await?;
+    Ok(ids.len() as u64)
+}
+
+/// The jobs a job fanned out, oldest first.
+pub async fn children(pool: &PgPool, parent: Uuid) -> Result<Vec<Job>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE parent_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(parent)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(job_from_row).collect()
 }
 
 /// Re-queues (or fails, or cancels) running jobs whose lease expired.
@@ -475,55 +616,48 @@ pub async fn get(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
     job_from_row(&row)
 }
 
-/// Cancels a job: at once if it is waiting, cooperatively if it runs.
+/// Cancels a job: at once if it is queued or waiting on children (which
+/// are cancelled with it), cooperatively if it runs.
 pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
     let mut tx = pool.begin().await?;
-    let state: Option<String> =
-        sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE")
-            .bind(id)
-            .bind(lab_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let state = JobState::parse(&state.ok_or_else(|| Error::not_found("job", id))?)?;
+    let row: Option<(String, Option<Uuid>)> = sqlx::query_as(
+        "SELECT state, parent_id FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE",
+    )
+    .bind(id)
+    .bind(lab_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (state, parent_id) = row.ok_or_else(|| Error::not_found("job", id))?;
+    let state = JobState::parse(&state)?;
     match state {
-        JobState::Queued | JobState::RetryWait => {
+        JobState::Queued | JobState::RetryWait | JobState::Waiting => {
             sqlx::query(
                 "UPDATE jobs SET state = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now() WHERE id = $1",
             )
             .bind(id)
             .execute(&mut *tx)
             .await?;
+            let msg = if state == JobState::Waiting {
+                "cancelled while waiting for its child jobs"
+            } else {
+                "cancelled before it ran"
+            };
             insert_event(
                 &mut tx,
                 id,
                 "state",
                 Some(JobState::Cancelled),
                 None,
-                Some("cancelled before it ran"),
+                Some(msg),
             )
             .await?;
+            cancel_children(&mut tx, id).await?;
+            if let Some(parent) = parent_id {
+                child_finished(&mut tx, parent).await?;
+            }
         }
         JobState::Running => {
-            sqlx::query(
-                "UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            insert_event(
-                &mut tx,
-                id,
-                "log",
-                None,
-                None,
-                Some("cancellation requested"),
-            )
-            .await?;
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL_CANCEL)
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            request_cancel(&mut tx, id).await?;
         }
         JobState::Cancelled => {}
         JobState::Succeeded | JobState::Failed => {
@@ -538,6 +672,55 @@ pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
     }
     tx.commit().await?;
     get(pool, lab_id, id).await
+}
+
+/// Asks the worker running a job to stop.
+async fn request_cancel(conn: &mut PgConnection, id: Uuid) -> Result<()> {
+    sqlx::query("UPDATE jobs SET cancel_requested = true, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    insert_event(conn, id, "log", None, None, Some("cancellation requested")).await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL_CANCEL)
+        .bind(id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Cancels a parent's unfinished children: waiting ones at once, running
+/// ones cooperatively.
+async fn cancel_children(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
+    let rows: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, state FROM jobs WHERE parent_id = $1 AND state NOT IN ('succeeded', 'failed', 'cancelled') \
+         ORDER BY id FOR UPDATE",
+    )
+    .bind(parent)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (child, state) in rows {
+        if state == "running" {
+            request_cancel(conn, child).await?;
+        } else {
+            sqlx::query(
+                "UPDATE jobs SET state = 'cancelled', cancel_requested = true, finished_at = now(), updated_at = now() WHERE id = $1",
+            )
+            .bind(child)
+            .execute(&mut *conn)
+            .await?;
+            insert_event(
+                conn,
+                child,
+                "state",
+                Some(JobState::Cancelled),
+                None,
+                Some("cancelled with its parent job"),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Lists a lab's jobs, newest first, with keyset pagination.

@@ -300,6 +300,19 @@ pub struct RegionLayer {
     pub benchmarks: Vec<String>,
 }
 
+/// A model's region→layer map. Score jobs store one per run (an artifact
+/// with an id, reusable by other tools); a model never scored by a job of
+/// this lab since maps were stored gets one computed on request (no id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct RegionMap {
+    pub id: Option<Uuid>,
+    pub model: Uuid,
+    /// The score job that stored it.
+    pub job_id: Option<Uuid>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub regions: Vec<RegionLayer>,
+}
+
 /// A benchmark's score from its selected layer's rows: the mean over time
 /// bins (one row for a static recording); the interval only when there is
 /// one row. Returns (raw, ceiling, normalized, ci).

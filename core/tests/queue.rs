@@ -435,3 +435,160 @@ async fn list_paginates_and_filters(pool: PgPool) {
         ErrorCode::InvalidArgument
     );
 }
+
+async fn claim_one(pool: &PgPool, worker: &str) -> queue::ClaimedJob {
+    queue::claim(pool, worker, &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a claimable job")
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_fanned_out_job_waits_without_a_slot_and_collects_when_children_are_final(pool: PgPool) {
+    // A lab limit of 1: the waiting parent must not hold it, or its
+    // children could never run.
+    let (svc, callers) = setup(&pool, &[("a", 1)]).await;
+    let (parent, _) = svc
+        .submit_job(&callers[0], noop(None, Some(3)))
+        .await
+        .unwrap();
+    let p = claim_one(&pool, "w1").await;
+    let children = vec![JobSpec::Noop(NoopSpec::default()); 2];
+    assert!(
+        queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
+            .await
+            .unwrap()
+    );
+    let waiting = svc.get_job(&callers[0], parent.id).await.unwrap();
+    assert_eq!(waiting.state, JobState::Waiting);
+    assert_eq!(waiting.attempt, 0, "a fan-out does not use up an attempt");
+    let kids = svc.child_jobs(parent.id).await.unwrap();
+    assert_eq!(kids.len(), 2);
+    assert!(kids
+        .iter()
+        .all(|k| k.parent_id == Some(parent.id) && k.state == JobState::Queued));
+
+    // Children run one at a time under the lab limit; the parent is not
+    // claimable until both are final.
+    let c1 = claim_one(&pool, "w1").await;
+    assert_eq!(c1.parent_id, Some(parent.id));
+    assert!(queue::claim(&pool, "w2", &kinds(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_none());
+    queue::finish(
+        &pool,
+        &c1.lease,
+        Outcome::Succeeded(serde_json::json!({"n": 1})),
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    let half = svc.get_job(&callers[0], parent.id).await.unwrap();
+    assert_eq!(half.state, JobState::Waiting);
+    assert_eq!(half.progress, 0.5);
+    let c2 = claim_one(&pool, "w1").await;
+    queue::finish(&pool, &c2.lease, Outcome::Fatal("bad".into()), &cfg())
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get_job(&callers[0], parent.id).await.unwrap().state,
+        JobState::Queued
+    );
+
+    // The parent runs again (same attempt number) and collects.
+    let again = claim_one(&pool, "w1").await;
+    assert_eq!(again.lease.job_id, parent.id);
+    assert_eq!(again.lease.attempt, 1);
+    queue::finish(
+        &pool,
+        &again.lease,
+        Outcome::Succeeded(serde_json::json!({})),
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    let events: Vec<String> = queue::events(&pool, callers[0].lab_id(), parent.id, 0)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
+    for want in [
+        "fanned out into 2 child jobs",
+        "child jobs done 1/2",
+        "child jobs done 2/2",
+    ] {
+        assert!(events.iter().any(|m| m == want), "{want} in {events:?}");
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn cancelling_a_waiting_parent_cancels_its_children(pool: PgPool) {
+    let (svc, callers) = setup(&pool, &[("a", 10)]).await;
+    let (parent, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
+    let p = claim_one(&pool, "w1").await;
+    let children = vec![JobSpec::Noop(NoopSpec::default()); 2];
+    queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
+        .await
+        .unwrap();
+    let running = claim_one(&pool, "w2").await;
+    let job = svc.cancel_job(&callers[0], parent.id).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    let kids = svc.child_jobs(parent.id).await.unwrap();
+    let queued = kids.iter().find(|k| k.id != running.lease.job_id).unwrap();
+    let busy = kids.iter().find(|k| k.id == running.lease.job_id).unwrap();
+    assert_eq!(queued.state, JobState::Cancelled);
+    assert_eq!(busy.state, JobState::Running);
+    assert!(busy.cancel_requested, "the running child is asked to stop");
+    // A wait that starts after cancellation was requested ends cancelled.
+    let (other, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
+    let o = claim_one(&pool, "w3").await;
+    assert_eq!(o.lease.job_id, other.id);
+    svc.cancel_job(&callers[0], other.id).await.unwrap();
+    queue::finish(
+        &pool,
+        &o.lease,
+        Outcome::Waiting(vec![JobSpec::Noop(NoopSpec::default())]),
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        svc.get_job(&callers[0], other.id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    assert!(svc.child_jobs(other.id).await.unwrap().is_empty());
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_sweep_wakes_a_parent_whose_wake_up_was_missed(pool: PgPool) {
+    let (svc, callers) = setup(&pool, &[("a", 10)]).await;
+    let (parent, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
+    let p = claim_one(&pool, "w1").await;
+    queue::finish(
+        &pool,
+        &p.lease,
+        Outcome::Waiting(vec![JobSpec::Noop(NoopSpec::default())]),
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    // The child ends behind the queue's back (as two concurrent finishes
+    // that each saw the other running would leave it).
+    sqlx::query("UPDATE jobs SET state = 'failed', finished_at = now() WHERE parent_id = $1")
+        .bind(parent.id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        svc.get_job(&callers[0], parent.id).await.unwrap().state,
+        JobState::Waiting
+    );
+    assert_eq!(queue::wake_waiting_parents(&pool).await.unwrap(), 1);
+    assert_eq!(
+        svc.get_job(&callers[0], parent.id).await.unwrap().state,
+        JobState::Queued
+    );
+    assert_eq!(queue::wake_waiting_parents(&pool).await.unwrap(), 0);
+}

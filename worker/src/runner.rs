@@ -33,7 +33,8 @@ pub fn spawn_workers(
         .collect()
 }
 
-/// Re-queues expired leases every poll interval until `shutdown`.
+/// Re-queues expired leases, and queues waiting parents whose children are
+/// all final, every poll interval until `shutdown`.
 pub fn spawn_reaper(service: Service, shutdown: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         let every = service.config().poll();
@@ -44,6 +45,9 @@ pub fn spawn_reaper(service: Service, shutdown: CancellationToken) -> JoinHandle
             }
             if let Err(e) = queue::reap_expired(service.pool(), service.config()).await {
                 tracing::warn!(error = %e, "reaper pass failed");
+            }
+            if let Err(e) = queue::wake_waiting_parents(service.pool()).await {
+                tracing::warn!(error = %e, "waking waiting parents failed");
             }
         }
     })
@@ -134,6 +138,7 @@ async fn execute(
         service: svc.clone(),
         job_id: lease.job_id,
         lab_id: job.lab_id,
+        parent_id: job.parent_id,
         attempt: lease.attempt,
         device,
         cancel: cancel.clone(),
@@ -181,5 +186,6 @@ fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Fatal(_) => "failed",
         Outcome::Cancelled => "cancelled",
         Outcome::Released => "released",
+        Outcome::Waiting(_) => "waiting for child jobs",
     }
 }

@@ -158,6 +158,11 @@ impl Service {
         }
     }
 
+    /// The jobs `parent` fanned out (for the worker collecting them).
+    pub async fn child_jobs(&self, parent: Uuid) -> Result<Vec<Job>> {
+        queue::children(&self.pool, parent).await
+    }
+
     pub async fn get_job(&self, caller: &Caller, id: Uuid) -> Result<Job> {
         queue::get(&self.pool, caller.lab_id(), id).await
     }

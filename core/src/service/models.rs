@@ -352,11 +352,16 @@ impl Service {
     }
 
     pub async fn get_model(&self, caller: &Caller, id: Uuid) -> Result<Model> {
+        self.lab_model(caller.lab_id(), id).await
+    }
+
+    /// A model of `lab_id` in any state.
+    pub(crate) async fn lab_model(&self, lab_id: Uuid, id: Uuid) -> Result<Model> {
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM models WHERE id = $1 AND lab_id = $2"
         ))
         .bind(id)
-        .bind(caller.lab_id())
+        .bind(lab_id)
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| Error::not_found("model", id))?;

@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use super::Service;
 use crate::auth::Caller;
+use crate::budget::human;
 use crate::error::{Error, Result};
 use crate::resources::{
-    Benchmark, BenchmarkScore, LayerScore, LeaderboardEntry, RegionLayer, ScoreCard,
+    Benchmark, BenchmarkScore, LayerScore, LeaderboardEntry, RegionLayer, RegionMap, ScoreCard,
 };
 
 /// Everything a score job needs about one benchmark.
@@ -28,6 +29,8 @@ pub struct ScoringInput {
     pub stimulus_index: Vec<i64>,
     pub stimulus_set_id: Uuid,
     pub stimulus_set_kind: String,
+    /// The stimulus set's array shape (stimuli first).
+    pub stimulus_shape: Vec<u64>,
     pub stimulus_blob: Uuid,
     /// sha256 of the stimulus set's normalized array (the cache's key part).
     pub stimulus_sha256: String,
@@ -103,6 +106,24 @@ impl Service {
                     input.benchmark.reference
                 )));
             }
+            let est = self.score_estimate(&model, s, &input)?;
+            if est.total > self.cfg.max_compute_bytes {
+                return Err(Error::new(
+                    crate::ErrorCode::ResourceExhausted,
+                    format!(
+                        "benchmarks[{i}]: scoring {} on {} needs an estimated {} (stimuli {}, activations {}, extraction {}, metric {}), \
+                         over this service's limit of {}; score fewer \"layers\", use avg or max \"pooling\", or add \"reduce\": {{\"method\": \"pca\", \"k\": 256}}",
+                        model.id,
+                        input.benchmark.reference,
+                        human(est.total),
+                        human(est.stimuli),
+                        human(est.activations),
+                        human(est.extraction),
+                        human(est.metric),
+                        human(self.cfg.max_compute_bytes)
+                    ),
+                ));
+            }
         }
         if let Some(layers) = &s.layers {
             if layers.is_empty() {
@@ -134,11 +155,47 @@ impl Service {
         Ok(())
     }
 
+    /// The memory one benchmark of a score job needs, from the model's
+    /// probed layers (the wanted ones) and the benchmark's data shapes.
+    pub fn score_estimate(
+        &self,
+        model: &crate::resources::Model,
+        s: &crate::model::ScoreSpec,
+        input: &ScoringInput,
+    ) -> Result<crate::budget::ScoreEstimate> {
+        let metric = crate::catalog::Metric::parse("metric", &input.benchmark.metric)?;
+        let layers: Vec<(&str, &[i64])> = model
+            .layers
+            .iter()
+            .filter(|l| s.layers.as_ref().is_none_or(|w| w.contains(&l.name)))
+            .map(|l| (l.name.as_str(), l.shape.as_slice()))
+            .collect();
+        let n_set = input.stimulus_shape.first().copied().unwrap_or(0);
+        let units = input.stimulus_shape.iter().skip(1).product::<u64>();
+        let n_rec = input.stimulus_index.len() as u64;
+        let neurons = match &input.neurons {
+            Some(n) => n.len() as u64,
+            None => input.recording_shape.get(2).copied().unwrap_or(1),
+        };
+        Ok(crate::budget::score_estimate(
+            &layers,
+            s.pooling,
+            n_set,
+            units,
+            n_rec,
+            neurons,
+            &metric,
+            s.reduce.as_ref(),
+            s.bootstrap.as_ref(),
+            crate::budget::extraction_budget(false),
+        ))
+    }
+
     pub async fn scoring_input(&self, lab_id: Uuid, reference: &str) -> Result<ScoringInput> {
         let benchmark = self.benchmark_for_lab(lab_id, reference).await?;
         let row = sqlx::query(
             "SELECT r.region, r.stimulus_index, r.stimulus_set_id, ra.blob_id AS rec_blob, ra.shape AS rec_shape, \
-                    b.neurons, s.kind, sa.blob_id AS set_blob, sb.sha256 AS set_sha \
+                    b.neurons, s.kind, sa.blob_id AS set_blob, sa.shape AS set_shape, sb.sha256 AS set_sha \
              FROM benchmarks b JOIN recordings r ON r.id = b.recording_id JOIN arrays ra ON ra.id = r.array_id \
              JOIN stimulus_sets s ON s.id = r.stimulus_set_id JOIN arrays sa ON sa.id = s.array_id \
              JOIN blobs sb ON sb.id = sa.blob_id WHERE b.id = $1",
@@ -159,6 +216,11 @@ impl Service {
             stimulus_set_id: row.try_get("stimulus_set_id")?,
             stimulus_set_kind: row.try_get("kind")?,
             stimulus_blob: row.try_get("set_blob")?,
+            stimulus_shape: row
+                .try_get::<Vec<i64>, _>("set_shape")?
+                .into_iter()
+                .map(|d| d as u64)
+                .collect(),
             stimulus_sha256: hex::encode(row.try_get::<Vec<u8>, _>("set_sha")?),
         })
     }
@@ -288,7 +350,11 @@ impl Service {
 
     /// Every benchmark's latest score for a model of the caller's lab.
     pub async fn score_card(&self, caller: &Caller, model_id: Uuid) -> Result<ScoreCard> {
-        let model = self.get_model(caller, model_id).await?;
+        self.lab_score_card(caller.lab_id(), model_id).await
+    }
+
+    async fn lab_score_card(&self, lab_id: Uuid, model_id: Uuid) -> Result<ScoreCard> {
+        let model = self.lab_model(lab_id, model_id).await?;
         let rows = sqlx::query(
             "WITH latest AS ( \
                SELECT DISTINCT ON (benchmark_id) benchmark_id, job_id FROM scores WHERE model_id = $1 \
@@ -313,9 +379,7 @@ impl Service {
                 selected: r.try_get("selected")?,
             };
             if out.last().is_none_or(|b| b.benchmark_id != bench) {
-                let b = self
-                    .benchmark_for_lab(caller.lab_id(), &bench.to_string())
-                    .await?;
+                let b = self.benchmark_for_lab(lab_id, &bench.to_string()).await?;
                 out.push(BenchmarkScore {
                     benchmark_id: bench,
                     benchmark: b.reference,
@@ -448,14 +512,75 @@ impl Service {
         Ok(entries)
     }
 
+    /// The model's region→layer map: the latest one stored by a score job
+    /// of the caller's lab, else computed from its scores now (no id).
+    pub async fn region_layer_map(&self, caller: &Caller, model_id: Uuid) -> Result<RegionMap> {
+        let stored = sqlx::query(
+            "SELECT id, model_id, job_id, regions, created_at FROM region_layer_maps \
+             WHERE lab_id = $1 AND model_id = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(caller.lab_id())
+        .bind(model_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match stored {
+            Some(row) => region_map_from_row(&row),
+            None => Ok(RegionMap {
+                id: None,
+                model: model_id,
+                job_id: None,
+                created_at: None,
+                regions: self
+                    .compute_region_layers(caller.lab_id(), model_id)
+                    .await?,
+            }),
+        }
+    }
+
+    /// One stored region→layer map of the caller's lab, by its id.
+    pub async fn get_region_map(&self, caller: &Caller, id: Uuid) -> Result<RegionMap> {
+        let row = sqlx::query(
+            "SELECT id, model_id, job_id, regions, created_at FROM region_layer_maps WHERE id = $1 AND lab_id = $2",
+        )
+        .bind(id)
+        .bind(caller.lab_id())
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| Error::not_found("region map", id))?;
+        region_map_from_row(&row)
+    }
+
+    /// Computes the model's region→layer map from the lab's latest scores
+    /// and stores it as an artifact of the score job that just finished.
+    pub async fn store_region_layer_map(
+        &self,
+        lab_id: Uuid,
+        model_id: Uuid,
+        job_id: Uuid,
+    ) -> Result<Uuid> {
+        let regions = self.compute_region_layers(lab_id, model_id).await?;
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO region_layer_maps (id, lab_id, model_id, job_id, regions) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(lab_id)
+        .bind(model_id)
+        .bind(job_id)
+        .bind(serde_json::to_value(&regions).map_err(Error::internal)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
     /// For each region a model was scored on, the layer with the best mean
     /// score over that region's benchmarks (from the latest score of each).
-    pub async fn region_layer_map(
+    async fn compute_region_layers(
         &self,
-        caller: &Caller,
+        lab_id: Uuid,
         model_id: Uuid,
     ) -> Result<Vec<RegionLayer>> {
-        let card = self.score_card(caller, model_id).await?;
+        let card = self.lab_score_card(lab_id, model_id).await?;
         let mut by: BTreeMap<String, BTreeMap<String, LayerScores>> = BTreeMap::new();
         for b in &card.benchmarks {
             let region = b.region.clone().unwrap_or_else(|| "unspecified".into());
@@ -488,6 +613,16 @@ impl Service {
             })
             .collect())
     }
+}
+
+fn region_map_from_row(row: &sqlx::postgres::PgRow) -> Result<RegionMap> {
+    Ok(RegionMap {
+        id: Some(row.try_get("id")?),
+        model: row.try_get("model_id")?,
+        job_id: row.try_get("job_id")?,
+        created_at: Some(row.try_get("created_at")?),
+        regions: serde_json::from_value(row.try_get("regions")?).map_err(Error::internal)?,
+    })
 }
 
 fn rank(entries: &mut [LeaderboardEntry]) {

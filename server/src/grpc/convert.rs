@@ -53,6 +53,7 @@ pub fn job(j: Job) -> v1::Job {
         error,
         idempotency_key,
         cancel_requested,
+        parent_id,
         created_at,
         started_at,
         finished_at,
@@ -73,6 +74,7 @@ pub fn job(j: Job) -> v1::Job {
         created_at: created_at.to_rfc3339(),
         started_at: started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
         finished_at: finished_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        parent_id: parent_id.map(|p| p.to_string()).unwrap_or_default(),
     }
 }
 

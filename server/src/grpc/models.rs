@@ -272,24 +272,29 @@ impl v1::model_service_server::ModelService for Models {
         let caller = caller(&self.0, req.metadata()).await?;
         let v1::GetByIdRequest { id } = req.into_inner();
         let model = parse_id("id", &id).map_err(to_status)?;
-        let regions = self
+        let map = self
             .0
             .service
             .region_layer_map(&caller, model)
             .await
             .map_err(to_status)?;
-        Ok(Response::new(v1::RegionMap {
-            model: id,
-            regions: regions
-                .into_iter()
-                .map(|r| v1::RegionLayer {
-                    region: r.region,
-                    layer: r.layer,
-                    score: r.score,
-                    benchmarks: r.benchmarks,
-                })
-                .collect(),
-        }))
+        Ok(Response::new(region_map_to_proto(map)))
+    }
+
+    async fn get_region_map_artifact(
+        &self,
+        req: Request<v1::GetByIdRequest>,
+    ) -> Result<Response<v1::RegionMap>, Status> {
+        let caller = caller(&self.0, req.metadata()).await?;
+        let v1::GetByIdRequest { id } = req.into_inner();
+        let id = parse_id("id", &id).map_err(to_status)?;
+        let map = self
+            .0
+            .service
+            .get_region_map(&caller, id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(region_map_to_proto(map)))
     }
 
     async fn get_leaderboard(
@@ -308,5 +313,24 @@ impl v1::model_service_server::ModelService for Models {
             benchmarks,
             entries: entries.into_iter().map(entry_to_proto).collect(),
         }))
+    }
+}
+
+fn region_map_to_proto(m: neuralign_core::resources::RegionMap) -> v1::RegionMap {
+    v1::RegionMap {
+        model: m.model.to_string(),
+        regions: m
+            .regions
+            .into_iter()
+            .map(|r| v1::RegionLayer {
+                region: r.region,
+                layer: r.layer,
+                score: r.score,
+                benchmarks: r.benchmarks,
+            })
+            .collect(),
+        id: m.id.map(|i| i.to_string()).unwrap_or_default(),
+        job_id: m.job_id.map(|i| i.to_string()).unwrap_or_default(),
+        created_at: m.created_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
     }
 }

@@ -79,6 +79,7 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{id}", get(models::get_one))
         .route("/models/{id}/scores", get(models::score_card))
         .route("/models/{id}/region-map", get(models::region_map))
+        .route("/region-maps/{id}", get(models::region_map_artifact))
         .route("/jobs", post(jobs::submit).get(jobs::list))
         .route("/jobs/{id}", get(jobs::get_one))
         .route("/jobs/{id}/cancel", post(jobs::cancel))

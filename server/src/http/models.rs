@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use neuralign_core::model::parse_id;
-use neuralign_core::resources::{LeaderboardEntry, Model, NewBuiltinModel, RegionLayer, ScoreCard};
+use neuralign_core::resources::{LeaderboardEntry, Model, NewBuiltinModel, RegionMap, ScoreCard};
 use neuralign_core::service::TorchScriptParams;
 use serde::{Deserialize, Serialize};
 
@@ -120,12 +120,6 @@ pub async fn score_card(
     ))
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RegionMap {
-    pub model: uuid::Uuid,
-    pub regions: Vec<RegionLayer>,
-}
-
 #[utoipa::path(get, path = "/v1/models/{id}/region-map", params(("id" = String, Path)), responses((status = 200, body = RegionMap), (status = 404)))]
 pub async fn region_map(
     State(s): State<AppState>,
@@ -133,10 +127,17 @@ pub async fn region_map(
     Path(id): Path<String>,
 ) -> Result<Json<RegionMap>, ApiError> {
     let id = parse_id("id", &id)?;
-    Ok(Json(RegionMap {
-        model: id,
-        regions: s.service.region_layer_map(&caller, id).await?,
-    }))
+    Ok(Json(s.service.region_layer_map(&caller, id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/region-maps/{id}", params(("id" = String, Path)), responses((status = 200, body = RegionMap), (status = 404)))]
+pub async fn region_map_artifact(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<RegionMap>, ApiError> {
+    let id = parse_id("id", &id)?;
+    Ok(Json(s.service.get_region_map(&caller, id).await?))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

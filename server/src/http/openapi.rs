@@ -19,7 +19,7 @@ use utoipa::OpenApi;
         super::benchmarks::create, super::benchmarks::list, super::benchmarks::get_one,
         super::benchmarks::publish, super::benchmarks::deprecate,
         super::models::register_torchscript, super::models::register_builtin, super::models::list, super::models::get_one,
-        super::models::score_card, super::models::region_map, super::models::leaderboard, super::models::aggregate,
+        super::models::score_card, super::models::region_map, super::models::region_map_artifact, super::models::leaderboard, super::models::aggregate,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -335,7 +335,115 @@ async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(po
     .await;
     assert_eq!(board["entries"][0]["model"], "cnn@1");
     assert_eq!(board["entries"][0]["rank"], 1);
+    fans_out_over_benchmarks(&srv, &key, model, &bench).await;
     srv.stop().await;
+}
+
+/// Several benchmarks: one child job per benchmark, collected by the parent
+/// in the order asked; the region→layer map is stored as the parent's artifact.
+async fn fans_out_over_benchmarks(srv: &TestServer, key: &str, model: &str, bench: &str) {
+    let (_, b) = send(
+        srv,
+        key,
+        srv.client
+            .get(srv.url(&format!("/v1/benchmarks/{}", bench.replace('/', "%2F")))),
+    )
+    .await;
+    let body = json!({"name": "recovery-rsa", "recording": b["recording_id"], "metric": "rsa", "ceiling": {"splits": 5, "seed": 1}});
+    let (s, rsa) = send(
+        srv,
+        key,
+        srv.client.post(srv.url("/v1/benchmarks")).json(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{rsa}");
+    let rsa = rsa["reference"].as_str().unwrap();
+    let (s, j) = send(srv, key, srv.client.post(srv.url("/v1/jobs")).json(&json!({"spec":
+        {"kind": "score", "model": model, "benchmarks": [rsa, bench], "layers": ["relu1", "relu2"], "pooling": "max"}}))).await;
+    assert_eq!(s, 201, "{j}");
+    let parent = j["id"].as_str().unwrap().to_string();
+    let done = wait_job(srv, key, &parent).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let outcomes = done["result"]["benchmarks"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[0]["benchmark"], rsa);
+    assert_eq!(outcomes[1]["benchmark"], bench);
+    // The parent extracted (max pooling of relu1 is new; relu2 was cached
+    // by the max-pooled score above), so both children read the cache.
+    for o in outcomes {
+        assert_eq!(o["state"], "succeeded", "{o}");
+        assert_eq!(o["cache"], json!({"hits": 2, "misses": 0}), "{o}");
+        assert!(
+            o["estimated_memory_bytes"].as_u64().unwrap() > 240 * 3 * 16 * 16 * 4,
+            "{o}"
+        );
+        let (_, child) = send(
+            srv,
+            key,
+            srv.client
+                .get(srv.url(&format!("/v1/jobs/{}", o["job"].as_str().unwrap()))),
+        )
+        .await;
+        assert_eq!(child["parent_id"], parent.as_str());
+        assert_eq!(child["spec"]["benchmarks"], json!([o["benchmark"]]));
+        assert_eq!(child["state"], "succeeded");
+    }
+    let (_, events) = send(
+        srv,
+        key,
+        srv.client
+            .get(srv.url(&format!("/v1/jobs/{parent}/events"))),
+    )
+    .await;
+    let messages: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    for want in [
+        "fanned out into 2 child jobs",
+        "child jobs done 2/2",
+        "stimuli processed",
+    ] {
+        assert!(
+            messages.iter().any(|m| m.starts_with(want)),
+            "{want}: {messages:?}"
+        );
+    }
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["state"] == "waiting"));
+    // The map is the parent's artifact, fetchable by id, private to the lab.
+    let (_, map) = send(
+        srv,
+        key,
+        srv.client
+            .get(srv.url(&format!("/v1/models/{model}/region-map"))),
+    )
+    .await;
+    assert_eq!(map["job_id"], parent.as_str(), "{map}");
+    assert_eq!(map["regions"][0]["region"], "V4");
+    let (s, by_id) = send(
+        srv,
+        key,
+        srv.client
+            .get(srv.url(&format!("/v1/region-maps/{}", map["id"].as_str().unwrap()))),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(by_id, map);
+    let (_, other) = srv.lab("otherlab").await;
+    let (s, _) = send(
+        srv,
+        &other,
+        srv.client
+            .get(srv.url(&format!("/v1/region-maps/{}", map["id"].as_str().unwrap()))),
+    )
+    .await;
+    assert_eq!(s, 404);
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -466,6 +574,50 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
             "{spec}: {v}"
         );
     }
+    srv.stop().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_score_job_over_the_memory_limit_is_refused_at_submit(pool: PgPool) {
+    // The 240 stimuli of 3×16×16 alone take 720 KiB as float32.
+    let srv = common::start(&pool, |c| c.service.max_compute_bytes = 512 << 10).await;
+    let (_, key) = srv.lab("memlab").await;
+    let bench = recovery_benchmark(&srv, &key, "memlab", file("recovery_recording.npy")).await;
+    let (_, cnn) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=cnn&{}",
+            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
+        ),
+        file("dict_cnn.pt"),
+    )
+    .await;
+    let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let (s, v) = send(
+        &srv,
+        &key,
+        srv.client.post(srv.url("/v1/jobs")).json(&json!({"spec":
+        {"kind": "score", "model": cnn["id"], "benchmarks": [bench], "pooling": "flatten"}})),
+    )
+    .await;
+    assert_eq!(s, 429, "{v}");
+    assert_eq!(v["code"], "resource_exhausted");
+    let msg = v["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with("benchmarks[0]: scoring")
+            && msg.contains("needs an estimated")
+            && msg.contains("\"reduce\""),
+        "{msg}"
+    );
+    let jobs_after: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(jobs_before, jobs_after, "nothing was queued");
     srv.stop().await;
 }
 

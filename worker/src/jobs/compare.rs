@@ -12,7 +12,7 @@ use neuralign_engine::EngineError;
 use serde::Serialize;
 use tch::Tensor;
 
-use super::{JobContext, JobError, JobKind};
+use super::{JobContext, JobError, JobKind, Step};
 
 pub struct Compare;
 
@@ -40,7 +40,7 @@ impl JobKind for Compare {
     type Spec = CompareSpec;
     type Output = CompareOutput;
 
-    async fn run(ctx: JobContext, spec: CompareSpec) -> Result<CompareOutput, JobError> {
+    async fn run(ctx: JobContext, spec: CompareSpec) -> Result<Step<CompareOutput>, JobError> {
         let svc = &ctx.service;
         let (_, blob_a) = svc.array_with_blob(ctx.lab_id, spec.a).await?;
         let (_, blob_b) = svc.array_with_blob(ctx.lab_id, spec.b).await?;
@@ -86,7 +86,7 @@ impl JobKind for Compare {
             })
             .await??;
         ctx.report(1.0, Some("metrics done".into()));
-        Ok(CompareOutput {
+        Ok(Step::Done(CompareOutput {
             a: spec.a,
             b: spec.b,
             shape_a,
@@ -96,6 +96,6 @@ impl JobKind for Compare {
             engine_version: env!("CARGO_PKG_VERSION"),
             reduction,
             results,
-        })
+        }))
     }
 }

@@ -87,6 +87,8 @@ pub struct JobContext {
     pub service: Service,
     pub job_id: Uuid,
     pub lab_id: Uuid,
+    /// The job that fanned this one out, if any.
+    pub parent_id: Option<Uuid>,
     pub attempt: u32,
     pub device: tch::Device,
     pub cancel: CancellationToken,
@@ -101,6 +103,14 @@ impl JobContext {
     }
 }
 
+/// Where an attempt got to: done with an output, or fanned out.
+pub enum Step<T> {
+    Done(T),
+    /// Wait for child jobs: these new ones (none when they already exist);
+    /// the job runs again once every child is final.
+    WaitFor(Vec<neuralign_core::model::JobSpec>),
+}
+
 pub trait JobKind {
     const KIND: &'static str;
     type Spec: DeserializeOwned + Send;
@@ -108,7 +118,7 @@ pub trait JobKind {
     fn run(
         ctx: JobContext,
         spec: Self::Spec,
-    ) -> impl Future<Output = Result<Self::Output, JobError>> + Send;
+    ) -> impl Future<Output = Result<Step<Self::Output>, JobError>> + Send;
 }
 
 async fn run_kind<K: JobKind>(ctx: JobContext, spec: Value) -> Outcome {
@@ -125,7 +135,8 @@ async fn run_kind<K: JobKind>(ctx: JobContext, spec: Value) -> Outcome {
         Err(e) => return Outcome::Fatal(format!("spec: {e}")),
     };
     match K::run(ctx, spec).await {
-        Ok(out) => match serde_json::to_value(out) {
+        Ok(Step::WaitFor(children)) => Outcome::Waiting(children),
+        Ok(Step::Done(out)) => match serde_json::to_value(out) {
             Ok(v) => Outcome::Succeeded(v),
             Err(e) => Outcome::Fatal(format!("result could not be encoded: {e}")),
         },

@@ -6,7 +6,7 @@ use std::time::Duration;
 use neuralign_core::model::NoopSpec;
 use serde::Serialize;
 
-use super::{JobContext, JobError, JobKind};
+use super::{JobContext, JobError, JobKind, Step};
 
 pub struct Noop;
 
@@ -20,7 +20,7 @@ impl JobKind for Noop {
     type Spec = NoopSpec;
     type Output = NoopOutput;
 
-    async fn run(ctx: JobContext, spec: NoopSpec) -> Result<NoopOutput, JobError> {
+    async fn run(ctx: JobContext, spec: NoopSpec) -> Result<Step<NoopOutput>, JobError> {
         if ctx.attempt <= spec.fail_attempts {
             return Err(JobError::Retryable(format!(
                 "noop: attempt {} fails on purpose",
@@ -40,8 +40,8 @@ impl JobKind for Noop {
                 }
             }
         }
-        Ok(NoopOutput {
+        Ok(Step::Done(NoopOutput {
             attempt: ctx.attempt,
-        })
+        }))
     }
 }

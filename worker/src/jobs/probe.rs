@@ -14,7 +14,7 @@ use neuralign_engine::EngineError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{models, JobContext, JobError, JobKind};
+use super::{models, JobContext, JobError, JobKind, Step};
 
 pub struct Probe;
 
@@ -29,7 +29,7 @@ impl JobKind for Probe {
     type Spec = ProbeModelSpec;
     type Output = ProbeOutput;
 
-    async fn run(ctx: JobContext, spec: ProbeModelSpec) -> Result<ProbeOutput, JobError> {
+    async fn run(ctx: JobContext, spec: ProbeModelSpec) -> Result<Step<ProbeOutput>, JobError> {
         let svc = &ctx.service;
         let src = svc.model_source(spec.model).await?;
         let file = match src.file_blob {
@@ -73,10 +73,10 @@ impl JobKind for Probe {
                     },
                 )
                 .await?;
-                Ok(ProbeOutput {
+                Ok(Step::Done(ProbeOutput {
                     model: spec.model,
                     layers,
-                })
+                }))
             }
             Err(e) => {
                 let msg = e.to_string();

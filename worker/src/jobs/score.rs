@@ -14,7 +14,7 @@ use std::sync::Arc;
 use neuralign_core::blobs::read_all;
 use neuralign_core::catalog::Metric;
 use neuralign_core::inference::CeilingSpec;
-use neuralign_core::model::ScoreSpec;
+use neuralign_core::model::{JobSpec, JobState, ScoreSpec};
 use neuralign_core::resources::{LayerScore, Model};
 use neuralign_core::service::{NewScore, ScoringInput};
 use neuralign_engine::models::extract::{extract, ExtractOptions};
@@ -22,43 +22,70 @@ use neuralign_engine::models::LayerModel;
 use neuralign_engine::pipeline::{self, ComparePlan};
 use neuralign_engine::splits::{permutation_from, SplitMix64};
 use neuralign_engine::EngineError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 use uuid::Uuid;
 
-use super::{models, JobContext, JobError, JobKind};
+use super::{models, JobContext, JobError, JobKind, Step};
 
 pub struct Score;
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct CacheUse {
     pub hits: usize,
     pub misses: usize,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct BenchmarkOutcome {
     pub benchmark: String,
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: String,
+    /// The child job that scored this benchmark, when the job fanned out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ceiling: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub normalized: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci: Option<[f64; 2]>,
+    #[serde(default)]
     pub curve: Vec<LayerScore>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheUse>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selection: Option<serde_json::Value>,
+    /// The submit-time memory estimate for this benchmark (bytes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_memory_bytes: Option<u64>,
+}
+
+impl BenchmarkOutcome {
+    fn failed(benchmark: &str, job: Option<Uuid>, error: String) -> Self {
+        BenchmarkOutcome {
+            benchmark: benchmark.to_string(),
+            state: "failed".into(),
+            job,
+            error: Some(error),
+            layer: None,
+            raw: None,
+            ceiling: None,
+            normalized: None,
+            ci: None,
+            curve: Vec::new(),
+            cache: None,
+            selection: None,
+            estimated_memory_bytes: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -146,68 +173,45 @@ impl JobKind for Score {
     type Spec = ScoreSpec;
     type Output = ScoreOutput;
 
-    async fn run(ctx: JobContext, spec: ScoreSpec) -> Result<ScoreOutput, JobError> {
-        let svc = &ctx.service;
-        let model = svc.ready_model(ctx.lab_id, spec.model).await?;
-        let src = svc.model_source(model.id).await?;
-        let file = match src.file_blob {
-            Some(b) => Some(read_all(svc.pool(), b).await?),
-            None => None,
-        };
-        let checkpoint = match src.checkpoint_blob {
-            Some(b) => Some(read_all(svc.pool(), b).await?),
-            None => None,
-        };
-        let loader = Arc::new(Loader {
-            model: model.clone(),
-            file,
-            checkpoint,
-            device: ctx.device,
-            loaded: Default::default(),
-        });
-        let total = spec.benchmarks.len();
-        let mut outcomes = Vec::with_capacity(total);
-        for (i, reference) in spec.benchmarks.iter().enumerate() {
-            let at = Progress { index: i, total };
-            ctx.report(
-                at.at(0.0),
-                Some(format!("benchmark {}/{total}: {reference}", i + 1)),
-            );
-            match score_benchmark(&ctx, &spec, &model, &loader, reference, at).await {
-                Ok(o) => outcomes.push(o),
-                Err(JobError::Cancelled) => return Err(JobError::Cancelled),
-                Err(JobError::Retryable(m)) => return Err(JobError::Retryable(m)),
-                Err(JobError::Fatal(m)) => outcomes.push(BenchmarkOutcome {
-                    benchmark: reference.clone(),
-                    state: "failed",
-                    error: Some(m),
-                    layer: None,
-                    raw: None,
-                    ceiling: None,
-                    normalized: None,
-                    ci: None,
-                    curve: Vec::new(),
-                    cache: None,
-                    selection: None,
-                }),
+    async fn run(ctx: JobContext, spec: ScoreSpec) -> Result<Step<ScoreOutput>, JobError> {
+        let model = ctx.service.ready_model(ctx.lab_id, spec.model).await?;
+        let outcomes = if spec.benchmarks.len() > 1 {
+            match fan_out(&ctx, &spec, &model).await? {
+                Step::Done(outcomes) => outcomes,
+                Step::WaitFor(children) => return Ok(Step::WaitFor(children)),
             }
-            ctx.report(
-                at.at(1.0),
-                Some(format!("benchmarks done {}/{total}", i + 1)),
-            );
-        }
+        } else {
+            let loader = load(&ctx, &model).await?;
+            let reference = &spec.benchmarks[0];
+            let at = Progress { index: 0, total: 1 };
+            ctx.report(0.0, Some(format!("benchmark 1/1: {reference}")));
+            let outcome = match score_benchmark(&ctx, &spec, &model, &loader, reference, at).await {
+                Ok(o) => o,
+                Err(JobError::Fatal(m)) => BenchmarkOutcome::failed(reference, None, m),
+                Err(other) => return Err(other),
+            };
+            ctx.report(1.0, Some("benchmarks done 1/1".into()));
+            vec![outcome]
+        };
         let failed = outcomes.iter().filter(|o| o.state == "failed").count();
-        if failed == total {
+        if failed == outcomes.len() {
             let errors: Vec<String> = outcomes
                 .iter()
                 .map(|o| format!("{}: {}", o.benchmark, o.error.clone().unwrap_or_default()))
                 .collect();
-            return Err(JobError::Fatal(format!(
-                "every benchmark failed: {}",
-                errors.join("; ")
-            )));
+            return Err(JobError::Fatal(if outcomes.len() == 1 {
+                errors.concat()
+            } else {
+                format!("every benchmark failed: {}", errors.join("; "))
+            }));
         }
-        Ok(ScoreOutput {
+        // A child's scores reach the map when its parent collects them.
+        if ctx.parent_id.is_none() {
+            ctx.service
+                .store_region_layer_map(ctx.lab_id, model.id, ctx.job_id)
+                .await?;
+        }
+        Ok(Step::Done(ScoreOutput {
             model: model.id,
             model_version_hash: model.version_hash,
             pooling: spec.pooling,
@@ -217,8 +221,130 @@ impl JobKind for Score {
             device: format!("{:?}", ctx.device).to_lowercase(),
             engine_version: neuralign_core::ENGINE_VERSION,
             libtorch_version: neuralign_core::LIBTORCH_VERSION,
-        })
+        }))
     }
+}
+
+/// The model's files, read once per attempt; the model itself is loaded
+/// only when a layer is not cached.
+async fn load(ctx: &JobContext, model: &Model) -> Result<Arc<Loader>, JobError> {
+    let svc = &ctx.service;
+    let src = svc.model_source(model.id).await?;
+    let file = match src.file_blob {
+        Some(b) => Some(read_all(svc.pool(), b).await?),
+        None => None,
+    };
+    let checkpoint = match src.checkpoint_blob {
+        Some(b) => Some(read_all(svc.pool(), b).await?),
+        None => None,
+    };
+    Ok(Arc::new(Loader {
+        model: model.clone(),
+        file,
+        checkpoint,
+        device: ctx.device,
+        loaded: Default::default(),
+    }))
+}
+
+/// Several benchmarks: the first attempt extracts the activations of every
+/// distinct stimulus set once (so the children all read the cache) and
+/// fans out one single-benchmark child job per benchmark, which any worker
+/// can take; once every child is final the job collects their outcomes, in
+/// the order the benchmarks were asked for.
+async fn fan_out(
+    ctx: &JobContext,
+    spec: &ScoreSpec,
+    model: &Model,
+) -> Result<Step<Vec<BenchmarkOutcome>>, JobError> {
+    let svc = &ctx.service;
+    let children = svc.child_jobs(ctx.job_id).await?;
+    let total = spec.benchmarks.len();
+    if children.is_empty() {
+        let loader = load(ctx, model).await?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, reference) in spec.benchmarks.iter().enumerate() {
+            // A benchmark that cannot be resolved fails in its own child.
+            let Ok(input) = svc.scoring_input(ctx.lab_id, reference).await else {
+                continue;
+            };
+            if !seen.insert(input.stimulus_sha256.clone()) {
+                continue;
+            }
+            let at = Progress {
+                index: i,
+                total: 2 * total,
+            };
+            match activations(ctx, spec, model, &loader, &input, at).await {
+                Ok(_) => {}
+                // Its child reports the same error for that benchmark alone.
+                Err(JobError::Fatal(m)) => {
+                    tracing::info!(job_id = %ctx.job_id, reference, error = m, "extraction failed; left to the child job")
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        return Ok(Step::WaitFor(
+            spec.benchmarks
+                .iter()
+                .map(|b| {
+                    JobSpec::Score(ScoreSpec {
+                        benchmarks: vec![b.clone()],
+                        ..spec.clone()
+                    })
+                })
+                .collect(),
+        ));
+    }
+    if children.iter().any(|c| !c.state.is_final()) {
+        return Ok(Step::WaitFor(Vec::new()));
+    }
+    let mut unused = children;
+    let outcomes = spec
+        .benchmarks
+        .iter()
+        .map(|reference| {
+            let pos = unused.iter().position(|c| {
+                c.spec
+                    .get("benchmarks")
+                    .and_then(|b| b.get(0))
+                    .and_then(|b| b.as_str())
+                    == Some(reference.as_str())
+            });
+            let Some(child) = pos.map(|p| unused.remove(p)) else {
+                return BenchmarkOutcome::failed(
+                    reference,
+                    None,
+                    "no child job scored this benchmark".into(),
+                );
+            };
+            let collected = (child.state == JobState::Succeeded)
+                .then(|| {
+                    child
+                        .result
+                        .as_ref()
+                        .and_then(|r| r.get("benchmarks"))
+                        .and_then(|b| b.get(0))
+                        .and_then(|b| serde_json::from_value::<BenchmarkOutcome>(b.clone()).ok())
+                })
+                .flatten();
+            match collected {
+                Some(mut o) => {
+                    o.job = Some(child.id);
+                    o
+                }
+                None => BenchmarkOutcome::failed(
+                    reference,
+                    Some(child.id),
+                    child
+                        .error
+                        .clone()
+                        .unwrap_or_else(|| format!("child job {}", child.state.as_str())),
+                ),
+            }
+        })
+        .collect();
+    Ok(Step::Done(outcomes))
 }
 
 /// Every wanted layer's activations on the whole stimulus set: cached ones
@@ -276,11 +402,7 @@ async fn activations(
             .run(move || -> Result<_, EngineError> {
                 let stimuli = tensor_of("stimuli", &bytes)?.to_kind(Kind::Float);
                 drop(bytes);
-                let budget = if c.device == Device::Cpu {
-                    2u64 << 30
-                } else {
-                    8u64 << 30
-                };
+                let budget = neuralign_core::budget::extraction_budget(c.device != Device::Cpu);
                 let opts = ExtractOptions {
                     pooling,
                     layers: Some(&miss),
@@ -342,6 +464,8 @@ async fn score_benchmark(
 ) -> Result<BenchmarkOutcome, JobError> {
     let svc = &ctx.service;
     let input = svc.scoring_input(ctx.lab_id, reference).await?;
+    let estimate = svc.score_estimate(model, spec, &input)?;
+    tracing::info!(job_id = %ctx.job_id, benchmark = reference, ?estimate, "scoring");
     let (layers, cache) = activations(ctx, spec, model, loader, &input, at).await?;
     let rec_bytes = read_all(svc.pool(), input.recording_blob).await?;
     let metric = Metric::parse("metric", &input.benchmark.metric)?;
@@ -422,7 +546,8 @@ async fn score_benchmark(
     let layer = selected.first().map(|l| l.layer.clone());
     Ok(BenchmarkOutcome {
         benchmark: input.benchmark.reference.clone(),
-        state: "succeeded",
+        state: "succeeded".into(),
+        job: None,
         error: None,
         layer,
         raw: Some(raw),
@@ -432,6 +557,7 @@ async fn score_benchmark(
         curve,
         cache: Some(cache),
         selection: Some(selection),
+        estimated_memory_bytes: Some(estimate.total),
     })
 }
 
