@@ -13,13 +13,13 @@ trap 'kill -TERM "${server:-0}" "${worker:-0}" 2>/dev/null || true; pg_stop benc
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
 cargo build -q --release -p neuralign-server
 DATABASE_URL=postgres://neuralign@127.0.0.1:55436/neuralign NEURALIGN_ADMIN_KEY=nl_bench_admin \
-  NEURALIGN_HTTP_ADDR=127.0.0.1:18680 NEURALIGN_GRPC_ADDR=127.0.0.1:18681 NEURALIGN_WORKER_CONCURRENCY=1 \
+  NEURALIGN_HTTP_ADDR=127.0.0.1:18680 NEURALIGN_GRPC_ADDR=127.0.0.1:18681 NEURALIGN_WORKER_CONCURRENCY=${BENCH_CONCURRENCY:-2} \
   env ${BENCH_SERVER_ENV:-} ${BENCH_SEPARATE_WORKER:+NEURALIGN_IN_PROCESS_WORKERS=false} RUST_LOG=${BENCH_LOG:-warn} "$NEURALIGN_ROOT/target/release/neuralign-server" &
 server=$!
 if [ -n "${BENCH_SEPARATE_WORKER:-}" ]; then
   cargo build -q --release -p neuralign-worker
   sleep 2
-  DATABASE_URL=postgres://neuralign@127.0.0.1:55436/neuralign NEURALIGN_WORKER_CONCURRENCY=1 \
+  DATABASE_URL=postgres://neuralign@127.0.0.1:55436/neuralign NEURALIGN_WORKER_CONCURRENCY=${BENCH_CONCURRENCY:-2} \
     env RUST_LOG=${BENCH_LOG:-warn} "$NEURALIGN_ROOT/target/release/neuralign-worker" &
   worker=$!
 fi

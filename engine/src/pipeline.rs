@@ -106,6 +106,26 @@ pub fn reduce_model_side(
     }
 }
 
+/// The split-half ceiling of `metric` on the recording `b` (reps × N × D
+/// [× bins]) per time bin, as `run` computes it: (bin when there are
+/// several, ceiling). It depends on the recording alone, so callers that
+/// score many model layers against one recording compute it once.
+pub fn ceilings(
+    metric: &Metric,
+    b: &Tensor,
+    spec: &CeilingSpec,
+    check: &mut dyn FnMut() -> Result<()>,
+) -> Result<Vec<(Option<i64>, f64)>> {
+    let _guard = tch::no_grad_guard();
+    let t = bins(b);
+    (0..t)
+        .map(|bin| {
+            let c = inference::split_half_ceiling(metric, &at_bin(b, bin), spec, check)?;
+            Ok(((t > 1).then_some(bin), c.ceiling))
+        })
+        .collect()
+}
+
 pub fn run(
     a: &Tensor,
     b: &Tensor,

@@ -225,6 +225,39 @@ impl Service {
         })
     }
 
+    /// A benchmark's stored ceiling under `key` (see `store_ceiling`).
+    pub async fn cached_ceiling(&self, benchmark_id: Uuid, key: &str) -> Result<Option<Value>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ceiling FROM benchmark_ceilings WHERE benchmark_id = $1 AND cache_key = $2",
+        )
+        .bind(benchmark_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Stores a benchmark's ceiling on its report stimuli. A benchmark
+    /// version is immutable, so the key only needs what the job adds (the
+    /// engine version, the halves' seed, the ceiling and metric settings).
+    pub async fn store_ceiling(
+        &self,
+        benchmark_id: Uuid,
+        key: &str,
+        ceiling: &Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO benchmark_ceilings (benchmark_id, cache_key, ceiling, engine_version) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(benchmark_id)
+        .bind(key)
+        .bind(ceiling)
+        .bind(crate::ENGINE_VERSION)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// The cached activation array of `key`, counting the hit.
     pub async fn cached_activation(&self, key: &str) -> Result<Option<Uuid>> {
         let row = sqlx::query(

@@ -299,6 +299,14 @@ async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(po
         json!({"hits": 4, "misses": 0})
     );
     assert_eq!(again["benchmarks"][0]["raw"], b["raw"]);
+    // The ceiling came from the benchmark's stored one, unchanged.
+    assert_eq!(again["benchmarks"][0]["ceiling"], b["ceiling"]);
+    assert_eq!(again["benchmarks"][0]["normalized"], b["normalized"]);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM benchmark_ceilings")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1, "one ceiling per benchmark, computed once");
     // Changed preprocessing: a miss.
     let maxed = score(&srv, &key, json!({"kind": "score", "model": model, "benchmarks": [bench], "pooling": "max", "layers": ["relu2"]})).await;
     assert_eq!(

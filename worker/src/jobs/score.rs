@@ -409,7 +409,12 @@ async fn activations(
                     batch_size: batch,
                     batch_budget: budget,
                 };
-                let (layers, _) = loader.with(|m| {
+                // Forward passes are few large ops that a thread team runs
+                // well, unlike the metrics' many small ones (see compute.rs).
+                let metric_threads = tch::get_num_threads();
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+                tch::set_num_threads(cores.max(metric_threads));
+                let extracted = loader.with(|m| {
                     extract(m, &stimuli, &spec_in, &opts, &mut |done, n| {
                         if c.cancel.is_cancelled() {
                             return Err(EngineError::Cancelled);
@@ -420,7 +425,9 @@ async fn activations(
                         );
                         Ok(())
                     })
-                })?;
+                });
+                tch::set_num_threads(metric_threads);
+                let (layers, _) = extracted?;
                 layers
                     .into_iter()
                     .map(|(name, t)| npy_f32(&t).map(|(b, s)| (name, t, b, s)))
@@ -476,6 +483,21 @@ async fn score_benchmark(
         .as_ref()
         .and_then(|s| s.seed)
         .unwrap_or(0);
+    let ceiling_key = sha(&[
+        neuralign_core::ENGINE_VERSION,
+        "report-half-v1",
+        &seed.to_string(),
+        &serde_json::to_string(&ceiling).unwrap_or_default(),
+        &metric.options_json().to_string(),
+    ]);
+    let known_ceilings = match &ceiling {
+        Some(_) => svc
+            .cached_ceiling(input.benchmark.id, &ceiling_key)
+            .await?
+            .and_then(|v| serde_json::from_value::<Ceilings>(v).ok()),
+        None => None,
+    };
+    let fresh_ceiling = ceiling.is_some() && known_ceilings.is_none();
     let (c, index, neurons, reduce, bootstrap) = (
         ctx.clone(),
         input.stimulus_index.clone(),
@@ -503,11 +525,20 @@ async fn score_benchmark(
                 &rec,
                 &idx,
                 layers,
+                known_ceilings,
                 at,
             )
         })
         .await??;
-    let (rows, selection) = computed;
+    let (rows, selection, ceilings) = computed;
+    if fresh_ceiling {
+        svc.store_ceiling(
+            input.benchmark.id,
+            &ceiling_key,
+            &serde_json::to_value(&ceilings).map_err(|e| JobError::Fatal(e.to_string()))?,
+        )
+        .await?;
+    }
     // Per-neuron values of the selected layer, as an artifact.
     let mut stored = Vec::with_capacity(rows.len());
     for (mut row, per_neuron) in rows {
@@ -573,6 +604,8 @@ fn as_model_side(a: &Tensor, rec: &Tensor) -> Tensor {
 }
 
 type Rows = Vec<(NewScore, Option<Vec<f64>>)>;
+/// (time bin when there are several, ceiling) of a benchmark's report half.
+type Ceilings = Vec<(Option<i64>, f64)>;
 
 #[allow(clippy::too_many_arguments)]
 fn score_layers(
@@ -585,8 +618,9 @@ fn score_layers(
     rec: &Tensor,
     idx: &Tensor,
     layers: Vec<(String, Tensor)>,
+    known_ceilings: Option<Ceilings>,
     at: Progress,
-) -> Result<(Rows, serde_json::Value), EngineError> {
+) -> Result<(Rows, serde_json::Value, Ceilings), EngineError> {
     let n = rec.size()[1] as usize;
     if n < 6 {
         return Err(EngineError::invalid(format!(
@@ -673,14 +707,17 @@ fn score_layers(
         metrics: &metrics,
         bootstrap,
         permutation: None,
-        ceiling,
+        ceiling: None,
         reduce,
     };
     let selected = run(&prep(&layers[best].1), &rec_rep, &full)?;
-    let ceiling_by_bin: HashMap<Option<i64>, f64> = selected
-        .iter()
-        .filter_map(|r| r.ceiling.as_ref().map(|c| (r.time_bin, c.ceiling)))
-        .collect();
+    // The ceiling depends on the report half of the recording alone.
+    let ceilings = match (ceiling, known_ceilings) {
+        (None, _) => Vec::new(),
+        (Some(_), Some(known)) => known,
+        (Some(spec), None) => pipeline::ceilings(metric, &rec_rep, spec, &mut || check(0, 0))?,
+    };
+    let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     let mut rows: Rows = Vec::new();
     let seeds = json!({
         "selection_split_seed": seed,
@@ -696,11 +733,9 @@ fn score_layers(
         };
         for r in results {
             let c = ceiling_by_bin.get(&r.time_bin).copied();
-            let normalized = match (k == best, r.normalized, c, ceiling) {
-                (true, Some(v), _, _) => Some(v),
-                (_, _, Some(c), Some(spec)) => Some(spec.normalization.apply(r.value, c)),
-                _ => None,
-            };
+            let normalized = c
+                .zip(ceiling)
+                .map(|(c, spec)| spec.normalization.apply(r.value, c));
             let per_neuron = (k == best)
                 .then(|| {
                     r.details
@@ -742,5 +777,5 @@ fn score_layers(
         "report_stimuli": n - half,
         "selected_layer": layers[best].0,
     });
-    Ok((rows, selection))
+    Ok((rows, selection, ceilings))
 }
