@@ -1,4 +1,5 @@
-//! The HTTP client: every call authenticated, every error mapped to an exit code.
+//! The HTTP client: every call authenticated, every error mapped to an exit
+//! code (shared with the gRPC client).
 
 use std::time::Duration;
 
@@ -6,25 +7,24 @@ use serde_json::Value;
 
 #[derive(Debug)]
 pub enum ApiError {
-    /// 4xx: the service's code and message.
+    /// 4xx (or the gRPC equivalents): the service's code and message.
     Refused {
-        status: u16,
+        /// "HTTP 400", "gRPC InvalidArgument".
+        via: String,
         code: String,
         message: String,
     },
     /// Unreachable, or 5xx.
     Unavailable(String),
+    /// A flag or option this client cannot send.
+    Usage(String),
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ApiError::Refused {
-                status,
-                code,
-                message,
-            } => write!(f, "{message} ({code}, HTTP {status})"),
-            ApiError::Unavailable(m) => write!(f, "{m}"),
+            ApiError::Refused { via, code, message } => write!(f, "{message} ({code}, {via})"),
+            ApiError::Unavailable(m) | ApiError::Usage(m) => write!(f, "{m}"),
         }
     }
 }
@@ -36,6 +36,7 @@ impl ApiError {
         match self {
             ApiError::Refused { .. } => 4,
             ApiError::Unavailable(_) => 5,
+            ApiError::Usage(_) => 2,
         }
     }
 }
@@ -73,7 +74,7 @@ impl Api {
         match status {
             200..=299 => Ok(body),
             400..=499 => Err(ApiError::Refused {
-                status,
+                via: format!("HTTP {status}"),
                 code: body["code"].as_str().unwrap_or("unknown").to_string(),
                 message: body["message"]
                     .as_str()

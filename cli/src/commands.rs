@@ -8,12 +8,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
-use crate::api::{enc, Api};
+use crate::client::Client;
 
 #[derive(Parser)]
 #[command(name = "neuralign", version, about = "Score deep networks against brain data", after_help = EXIT_CODES)]
 pub struct Cli {
-    /// The service's HTTP address.
+    /// The service's address: http://host:port for HTTP, grpc://host:port
+    /// for gRPC.
     #[arg(
         long,
         env = "NEURALIGN_URL",
@@ -118,13 +119,13 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
-fn query(opts: &[String]) -> Result<String> {
+fn options(opts: &[String]) -> Result<Vec<(String, String)>> {
     opts.iter()
         .map(|o| {
-            let (k, v) = o
-                .split_once('=')
-                .with_context(|| format!("--opt {o:?}: expected KEY=VALUE"))?;
-            Ok(format!("&{}={}", enc(k), enc(v)))
+            let (k, v) = o.split_once('=').ok_or_else(|| {
+                crate::api::ApiError::Usage(format!("--opt {o:?}: expected KEY=VALUE"))
+            })?;
+            Ok((k.to_string(), v.to_string()))
         })
         .collect()
 }
@@ -138,20 +139,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
         .key
         .clone()
         .context("no API key: pass --key or set NEURALIGN_API_KEY")?;
-    let api = Api::new(&cli.url, &key);
+    let api = Client::new(&cli.url, &key)?;
     match cli.command {
         Command::UploadStimuli { file, name, opts } => {
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let q = format!(
-                "?name={}{}",
-                enc(&name.unwrap_or_else(|| stem(&file))),
-                query(&opts)?
-            );
-            print(
-                &api.post_bytes(&format!("/v1/stimulus-sets{q}"), body)
-                    .await?,
-            );
+            let name = name.unwrap_or_else(|| stem(&file));
+            print(&api.upload_stimuli(&name, &options(&opts)?, body).await?);
         }
         Command::UploadRecording {
             file,
@@ -161,13 +155,11 @@ pub async fn run(cli: Cli) -> Result<u8> {
         } => {
             let body =
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let q = format!(
-                "?stimulus_set={}&name={}{}",
-                enc(&stimulus_set),
-                enc(&name.unwrap_or_else(|| stem(&file))),
-                query(&opts)?
+            let name = name.unwrap_or_else(|| stem(&file));
+            print(
+                &api.upload_recording(&stimulus_set, &name, &options(&opts)?, body)
+                    .await?,
             );
-            print(&api.post_bytes(&format!("/v1/recordings{q}"), body).await?);
         }
         Command::RegisterModel {
             file,
@@ -178,7 +170,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             print(&register(&api, &file, name, input, layer_names).await?);
         }
         Command::CreateBenchmark { file } => {
-            print(&api.post_json("/v1/benchmarks", &read_json(&file)?).await?)
+            print(&api.create_benchmark(&read_json(&file)?).await?)
         }
         Command::Submit { file } => {
             let spec = read_json(&file)?;
@@ -189,9 +181,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             };
             println!(
                 "{}",
-                api.post_json("/v1/jobs", &body).await?["id"]
-                    .as_str()
-                    .unwrap_or_default()
+                api.submit(&body).await?["id"].as_str().unwrap_or_default()
             );
         }
         Command::Watch { job } => {
@@ -202,7 +192,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::Result { job, json } => {
-            let r = api.get(&format!("/v1/jobs/{}/result", enc(&job))).await?;
+            let r = api.result(&job).await?;
             if json {
                 print(&r);
             } else {
@@ -210,9 +200,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
             }
         }
         Command::Leaderboard { benchmark, json } => {
-            let b = api
-                .get(&format!("/v1/benchmarks/{}/leaderboard", enc(&benchmark)))
-                .await?;
+            let b = api.leaderboard(&benchmark).await?;
             if json {
                 print(&b);
             } else {
@@ -264,7 +252,7 @@ fn stem(p: &Path) -> String {
 }
 
 async fn register(
-    api: &Api,
+    api: &Client,
     file: &Path,
     name: Option<String>,
     input: Option<String>,
@@ -278,29 +266,23 @@ async fn register(
         } else {
             json!({"name": name, "spec": spec})
         };
-        return Ok(api.post_json("/v1/models/builtin", &body).await?);
+        return Ok(api.register_builtin(&body).await?);
     }
     let input =
         input.context("--input: required for a TorchScript model (its input spec as JSON)")?;
-    let mut q = format!("?name={}&input={}", enc(&name), enc(&input));
-    if let Some(l) = layer_names {
-        q.push_str(&format!("&layer_names={}", enc(&l)));
-    }
     let body = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     Ok(api
-        .post_bytes(&format!("/v1/models/torchscript{q}"), body)
+        .register_torchscript(&name, &input, layer_names.as_deref(), body)
         .await?)
 }
 
 /// Follows a job until it ends, drawing progress on stderr.
-async fn watch(api: &Api, job: &str) -> Result<Value> {
+async fn watch(api: &Client, job: &str) -> Result<Value> {
     let tty = std::io::stderr().is_terminal();
     let mut after = 0i64;
     loop {
-        let j = api.get(&format!("/v1/jobs/{}", enc(job))).await?;
-        let events = api
-            .get(&format!("/v1/jobs/{}/events?after={after}", enc(job)))
-            .await?;
+        let j = api.job(job).await?;
+        let events = api.events(job, after).await?;
         let mut message = None;
         for e in events.as_array().into_iter().flatten() {
             after = after.max(e["id"].as_i64().unwrap_or(after));
@@ -370,7 +352,7 @@ fn print_result(r: &Value) {
 
 #[allow(clippy::too_many_arguments)]
 async fn score(
-    api: &Api,
+    api: &Client,
     model: &str,
     benchmarks: Vec<String>,
     input: Option<String>,
@@ -397,10 +379,7 @@ async fn score(
         m["id"].as_str().unwrap_or_default().to_string()
     };
     let job = api
-        .post_json(
-            "/v1/jobs",
-            &json!({"spec": {"kind": "score", "model": model_id, "benchmarks": benchmarks}}),
-        )
+        .submit(&json!({"spec": {"kind": "score", "model": model_id, "benchmarks": benchmarks}}))
         .await?;
     let id = job["id"].as_str().unwrap_or_default().to_string();
     let done = watch(api, &id).await?;

@@ -1,6 +1,7 @@
-//! `neuralign`: the service from a shell or a CI pipeline, over HTTP with an
-//! API key from `--key` or `NEURALIGN_API_KEY`. Light on purpose: no
-//! libtorch, no database, one HTTP client.
+//! `neuralign`: the service from a shell or a CI pipeline, over HTTP
+//! (`--url http://…`) or gRPC (`--url grpc://…`) with an API key from
+//! `--key` or `NEURALIGN_API_KEY`. Light on purpose: no libtorch, no
+//! database.
 //!
 //! Exit codes: 0 success; 1 a score is under `--fail-under`; 2 bad usage;
 //! 3 the job failed or was cancelled; 4 the service refused the request
@@ -8,7 +9,9 @@
 //! answered 5xx.
 
 mod api;
+mod client;
 mod commands;
+mod grpc;
 
 use std::process::ExitCode;
 
