@@ -514,6 +514,25 @@ impl Metric {
 
     /// How a cross-validated metric splits its stimuli; None for the
     /// metrics that use every stimulus at once (and in-sample Procrustes).
+    /// The metric's explicit outer splits, if it has any.
+    pub fn explicit_splits(&self) -> Option<&[ExplicitSplit]> {
+        self.split_plan().and_then(|p| p.splits)
+    }
+
+    /// The same metric with other explicit outer splits (None: its seeded
+    /// splits); metrics that do not split their stimuli are unchanged.
+    pub fn with_explicit_splits(&self, splits: Option<Vec<ExplicitSplit>>) -> Metric {
+        let mut m = self.clone();
+        match &mut m {
+            Metric::Ridge(o) => o.splits = splits,
+            Metric::Pls(o) => o.splits = splits,
+            Metric::OneToOne(o) => o.splits = splits,
+            Metric::Procrustes(o) => o.splits = splits,
+            _ => {}
+        }
+        m
+    }
+
     pub fn split_plan(&self) -> Option<SplitPlan<'_>> {
         fn plan(
             folds: usize,

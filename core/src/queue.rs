@@ -351,6 +351,7 @@ pub async fn finish(
     cfg: &ServiceConfig,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
+    lock_parent(&mut tx, lease.job_id).await?;
     let row: Option<(i32, i32, bool, Uuid, i32, Option<Uuid>)> = sqlx::query_as(&format!(
         "SELECT attempt, max_attempts, cancel_requested, lab_id, priority, parent_id FROM jobs WHERE {FENCE} FOR UPDATE"
     ))
@@ -477,6 +478,21 @@ pub async fn finish(
     Ok(true)
 }
 
+/// Locks a job's parent row, if it has one. Every transaction that ends a
+/// child takes the parent's lock before the child's, so sibling finishes
+/// run one after the other (each counts the others' committed states) and
+/// a parent's cancellation, which locks parent then children, cannot
+/// deadlock with them.
+async fn lock_parent(conn: &mut PgConnection, job_id: Uuid) -> Result<()> {
+    sqlx::query(
+        "SELECT p.id FROM jobs p WHERE p.id = (SELECT parent_id FROM jobs WHERE id = $1) FOR UPDATE",
+    )
+    .bind(job_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// A child reached a final state: the parent's progress moves on, and the
 /// parent is queued to collect once no child is left unfinished.
 async fn child_finished(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
@@ -504,9 +520,9 @@ async fn child_finished(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Queues a waiting job whose children are all final. Two children that
-/// finish at the same moment may each still see the other running; the
-/// reaper's sweep (`wake_waiting_parents`) catches that case.
+/// Queues a waiting job whose children are all final. Children that end
+/// outside `finish` and `cancel` (the reaper's expiries) leave it to the
+/// reaper's sweep (`wake_waiting_parents`).
 async fn wake_if_children_final(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
     let woke = sqlx::query(
         "UPDATE jobs p SET state = 'queued', run_at = now(), updated_at = now() \
@@ -535,8 +551,8 @@ async fn wake_if_children_final(conn: &mut PgConnection, parent: Uuid) -> Result
     Ok(())
 }
 
-/// Queues every waiting job whose children are all final (the backstop for
-/// wake-ups lost to concurrent child finishes, reaped or cancelled children).
+/// Queues every waiting job whose children are all final (for children that
+/// ended outside `finish` and `cancel`: expired leases on a last attempt).
 pub async fn wake_waiting_parents(pool: &PgPool) -> Result<u64> {
     let mut tx = pool.begin().await?;
     let ids: Vec<Uuid> = sqlx::query_scalar(
@@ -620,6 +636,7 @@ pub async fn get(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
 /// are cancelled with it), cooperatively if it runs.
 pub async fn cancel(pool: &PgPool, lab_id: Uuid, id: Uuid) -> Result<Job> {
     let mut tx = pool.begin().await?;
+    lock_parent(&mut tx, id).await?;
     let row: Option<(String, Option<Uuid>)> = sqlx::query_as(
         "SELECT state, parent_id FROM jobs WHERE id = $1 AND lab_id = $2 FOR UPDATE",
     )

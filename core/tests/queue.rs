@@ -574,8 +574,8 @@ async fn the_sweep_wakes_a_parent_whose_wake_up_was_missed(pool: PgPool) {
     )
     .await
     .unwrap();
-    // The child ends behind the queue's back (as two concurrent finishes
-    // that each saw the other running would leave it).
+    // The child ends behind the queue's back (as the reaper failing an
+    // expired last attempt leaves it).
     sqlx::query("UPDATE jobs SET state = 'failed', finished_at = now() WHERE parent_id = $1")
         .bind(parent.id)
         .execute(&pool)
@@ -591,4 +591,70 @@ async fn the_sweep_wakes_a_parent_whose_wake_up_was_missed(pool: PgPool) {
         JobState::Queued
     );
     assert_eq!(queue::wake_waiting_parents(&pool).await.unwrap(), 0);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn children_finishing_at_once_wake_their_parent_exactly_once(pool: PgPool) {
+    let (svc, callers) = setup(&pool, &[("a", 100)]).await;
+    for round in 0..5 {
+        let (parent, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
+        let p = claim_one(&pool, "w0").await;
+        assert_eq!(p.lease.job_id, parent.id);
+        let children = vec![JobSpec::Noop(NoopSpec::default()); 4];
+        queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
+            .await
+            .unwrap();
+        let mut claimed = Vec::new();
+        for w in 0..4 {
+            claimed.push(claim_one(&pool, &format!("w{w}")).await);
+        }
+        let finishes = claimed.into_iter().map(|c| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                queue::finish(
+                    &pool,
+                    &c.lease,
+                    Outcome::Succeeded(serde_json::json!({})),
+                    &cfg(),
+                )
+                .await
+                .unwrap()
+            })
+        });
+        for f in finishes.collect::<Vec<_>>() {
+            assert!(f.await.unwrap());
+        }
+        let job = svc.get_job(&callers[0], parent.id).await.unwrap();
+        assert_eq!(
+            job.state,
+            JobState::Queued,
+            "round {round}: woken without the sweep"
+        );
+        let done: Vec<String> = queue::events(&pool, callers[0].lab_id(), parent.id, 0)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| e.message)
+            .filter(|m| m.starts_with("child jobs done"))
+            .collect();
+        assert_eq!(
+            done,
+            [
+                "child jobs done 1/4",
+                "child jobs done 2/4",
+                "child jobs done 3/4",
+                "child jobs done 4/4"
+            ],
+            "round {round}"
+        );
+        let again = claim_one(&pool, "w0").await;
+        queue::finish(
+            &pool,
+            &again.lease,
+            Outcome::Succeeded(serde_json::json!({})),
+            &cfg(),
+        )
+        .await
+        .unwrap();
+    }
 }

@@ -95,14 +95,16 @@ impl Service {
                     input.benchmark.reference, input.stimulus_set_kind, model.id
                 )));
             }
-            if input
-                .benchmark
-                .splits
-                .as_ref()
-                .is_some_and(|s| s.explicit.is_some())
+            if s.bootstrap.is_some()
+                && input
+                    .benchmark
+                    .splits
+                    .as_ref()
+                    .is_some_and(|s| s.explicit.is_some())
             {
                 return Err(Error::invalid(format!(
-                    "benchmarks[{i}]: {} has explicit splits; score jobs select layers on seeded halves and do not take explicit splits yet",
+                    "bootstrap: {} has explicit splits, where layers are selected inside each split and the score is a nested \
+                     cross-validation estimate with no bootstrap interval; leave bootstrap out",
                     input.benchmark.reference
                 )));
             }

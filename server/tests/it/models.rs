@@ -344,7 +344,85 @@ async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(po
     assert_eq!(board["entries"][0]["model"], "cnn@1");
     assert_eq!(board["entries"][0]["rank"], 1);
     fans_out_over_benchmarks(&srv, &key, model, &bench).await;
+    selects_layers_inside_explicit_splits(&srv, &key, model, &bench).await;
     srv.stop().await;
+}
+
+/// A benchmark with explicit splits: the layer is chosen inside each split
+/// on its training stimuli; the selected row holds the nested estimate.
+async fn selects_layers_inside_explicit_splits(
+    srv: &TestServer,
+    key: &str,
+    model: &str,
+    bench: &str,
+) {
+    let (_, b) = send(
+        srv,
+        key,
+        srv.client
+            .get(srv.url(&format!("/v1/benchmarks/{}", bench.replace('/', "%2F")))),
+    )
+    .await;
+    // Four contiguous folds over the 240 stimuli.
+    let splits: Vec<Value> = (0..4u64)
+        .map(|f| {
+            let test: Vec<u64> = (f * 60..(f + 1) * 60).collect();
+            let train: Vec<u64> = (0..240).filter(|i| !test.contains(i)).collect();
+            json!({"train": train, "test": test})
+        })
+        .collect();
+    let body = json!({"name": "recovery-explicit", "recording": b["recording_id"],
+        "metric": {"id": "ridge", "options": {"folds": 4}}, "ceiling": {"splits": 5, "seed": 1},
+        "splits": {"explicit": splits}});
+    let (s, eb) = send(
+        srv,
+        key,
+        srv.client.post(srv.url("/v1/benchmarks")).json(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{eb}");
+    let reference = eb["reference"].as_str().unwrap();
+    let (s, v) = send(srv, key, srv.client.post(srv.url("/v1/jobs")).json(&json!({"spec":
+        {"kind": "score", "model": model, "benchmarks": [reference], "bootstrap": {"samples": 10, "seed": 1}}}))).await;
+    assert_eq!(s, 400, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().starts_with("bootstrap:"),
+        "{v}"
+    );
+    let r = score(
+        srv,
+        key,
+        json!({"kind": "score", "model": model, "benchmarks": [reference]}),
+    )
+    .await;
+    let o = &r["benchmarks"][0];
+    assert_eq!(o["state"], "succeeded", "{r}");
+    assert_eq!(o["layer"], "relu2", "{o}");
+    let per_split = o["selection"]["per_split"].as_array().unwrap();
+    assert_eq!(per_split.len(), 4);
+    let curve = o["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 4);
+    let selected = curve.iter().find(|l| l["selected"] == true).unwrap();
+    assert_eq!(selected["raw"], o["raw"]);
+    assert!(
+        selected["raw"].as_f64().unwrap() > 0.3 && selected["ceiling"].as_f64().unwrap() > 0.5,
+        "{selected}"
+    );
+    // A non-selected row scores its layer on every split: scoring that layer
+    // alone (where every split must choose it) gives the same number.
+    let relu1 = score(
+        srv,
+        key,
+        json!({"kind": "score", "model": model, "benchmarks": [reference], "layers": ["relu1"]}),
+    )
+    .await;
+    let row = curve.iter().find(|l| l["layer"] == "relu1").unwrap();
+    assert_eq!(relu1["benchmarks"][0]["raw"], row["raw"]);
+    // So does the nested estimate when every split chose the same layer.
+    if per_split.iter().all(|p| p["layer"] == "relu2") {
+        let relu2 = score(srv, key, json!({"kind": "score", "model": model, "benchmarks": [reference], "layers": ["relu2"]})).await;
+        assert_eq!(relu2["benchmarks"][0]["raw"], selected["raw"]);
+    }
 }
 
 /// Several benchmarks: one child job per benchmark, collected by the parent

@@ -485,7 +485,11 @@ async fn score_benchmark(
         .unwrap_or(0);
     let ceiling_key = sha(&[
         neuralign_core::ENGINE_VERSION,
-        "report-half-v1",
+        if metric.explicit_splits().is_some() {
+            "explicit-test-union-v1"
+        } else {
+            "report-half-v1"
+        },
         &seed.to_string(),
         &serde_json::to_string(&ceiling).unwrap_or_default(),
         &metric.options_json().to_string(),
@@ -515,6 +519,20 @@ async fn score_benchmark(
                 None => rec,
             };
             let idx = Tensor::from_slice(&index).to_device(c.device);
+            if let Some(explicit) = metric.explicit_splits() {
+                return score_layers_nested(
+                    &c,
+                    &metric,
+                    explicit,
+                    ceiling.as_ref(),
+                    reduce.as_ref(),
+                    &rec,
+                    &idx,
+                    layers,
+                    known_ceilings,
+                    at,
+                );
+            }
             score_layers(
                 &c,
                 &metric,
@@ -678,20 +696,9 @@ fn score_layers(
             Some(format!("layers done {}/{nl} (selection)", k + 1)),
         );
     }
-    let lower_is_better = metric.direction() == "lower";
-    let best = (0..nl)
-        .filter(|&k| selection_values[k].is_finite())
-        .max_by(|&i, &j| {
-            let (a, b) = (selection_values[i], selection_values[j]);
-            if lower_is_better {
-                b.total_cmp(&a)
-            } else {
-                a.total_cmp(&b)
-            }
-        })
-        .ok_or_else(|| {
-            EngineError::invalid("layers: no layer gave a finite score on the selection stimuli")
-        })?;
+    let best = best_layer(&selection_values, metric.direction() == "lower").ok_or_else(|| {
+        EngineError::invalid("layers: no layer gave a finite score on the selection stimuli")
+    })?;
     // 2. Report half: the selected layer with ceiling and interval, then the curve.
     let rec_rep = rec.index_select(1, &rep);
     let prep = |a: &Tensor| {
@@ -776,6 +783,218 @@ fn score_layers(
         "selection_stimuli": half,
         "report_stimuli": n - half,
         "selected_layer": layers[best].0,
+    });
+    Ok((rows, selection, ceilings))
+}
+
+/// The best-scoring layer's index among finite `values`.
+fn best_layer(values: &[f64], lower_is_better: bool) -> Option<usize> {
+    (0..values.len())
+        .filter(|&k| values[k].is_finite())
+        .max_by(|&i, &j| {
+            let (a, b) = (values[i], values[j]);
+            if lower_is_better {
+                b.total_cmp(&a)
+            } else {
+                a.total_cmp(&b)
+            }
+        })
+}
+
+/// Layer selection nested in a benchmark's explicit splits: on each split
+/// the layer is chosen by the metric (its seeded inner folds) on that
+/// split's training stimuli alone and scored on its test stimuli. Every
+/// layer's row scores it on every split (the curve); the selected row is
+/// the layer chosen most often, and holds the nested estimate: the mean
+/// over splits of each split's chosen layer's test score. The ceiling is
+/// taken on the union of the test stimuli.
+#[allow(clippy::too_many_arguments)]
+fn score_layers_nested(
+    ctx: &JobContext,
+    metric: &Metric,
+    explicit: &[neuralign_core::catalog::ExplicitSplit],
+    ceiling: Option<&CeilingSpec>,
+    reduce: Option<&neuralign_core::inference::ReduceSpec>,
+    rec: &Tensor,
+    idx: &Tensor,
+    layers: Vec<(String, Tensor)>,
+    known_ceilings: Option<Ceilings>,
+    at: Progress,
+) -> Result<(Rows, serde_json::Value, Ceilings), EngineError> {
+    let device = rec.device();
+    let (nl, ns) = (layers.len(), explicit.len());
+    let check = |_: usize, _: usize| -> Result<(), EngineError> {
+        if ctx.cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        Ok(())
+    };
+    let run =
+        |m: &Metric, a: &Tensor, b: &Tensor| -> Result<Vec<pipeline::MetricResult>, EngineError> {
+            let metrics = [m.clone()];
+            let plan = ComparePlan {
+                metrics: &metrics,
+                bootstrap: None,
+                permutation: None,
+                ceiling: None,
+                reduce,
+            };
+            let (a, _) = pipeline::reduce_model_side(a, plan.reduce)?;
+            pipeline::run(&a, b, &plan, &mut |d, t| check(d, t))
+        };
+    let model_side: Vec<Tensor> = layers
+        .iter()
+        .map(|(_, a)| {
+            as_model_side(
+                &a.to_device(device)
+                    .to_kind(Kind::Double)
+                    .index_select(0, idx),
+                rec,
+            )
+        })
+        .collect();
+    let stimulus_axis = |a: &Tensor| if a.dim() == 4 { 1 } else { 0 };
+    let indices = |v: &[u64]| {
+        Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device)
+    };
+    let inner = metric.with_explicit_splits(None);
+    let lower_is_better = metric.direction() == "lower";
+    let steps = (2 * ns * nl).max(1) as f64;
+    let mut step = 0usize;
+    // 1. Per split: every layer on its training stimuli, the best chosen.
+    let mut chosen = Vec::with_capacity(ns);
+    let mut selection_sum = vec![0.0; nl];
+    for (si, split) in explicit.iter().enumerate() {
+        let train = indices(&split.train);
+        let rec_train = rec.index_select(1, &train);
+        let mut values = Vec::with_capacity(nl);
+        for (k, a) in model_side.iter().enumerate() {
+            let r = run(
+                &inner,
+                &a.index_select(stimulus_axis(a), &train),
+                &rec_train,
+            )
+            .map_err(|e| {
+                EngineError::invalid(format!("splits[{si}]: layer {}: {e}", layers[k].0))
+            })?;
+            values.push(r.iter().map(|r| r.value).sum::<f64>() / r.len().max(1) as f64);
+            step += 1;
+            ctx.report(
+                at.at(0.5 + 0.5 * step as f64 / steps),
+                Some(format!(
+                    "split {}/{ns}: layers done {}/{nl} (selection)",
+                    si + 1,
+                    k + 1
+                )),
+            );
+        }
+        let best = best_layer(&values, lower_is_better).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "splits[{si}]: no layer gave a finite score on the training stimuli"
+            ))
+        })?;
+        for (k, v) in values.iter().enumerate() {
+            selection_sum[k] += v;
+        }
+        chosen.push(best);
+    }
+    // 2. Every layer on every split's test stimuli: per layer, per split, per bin.
+    let mut tested: Vec<Vec<Vec<pipeline::MetricResult>>> = Vec::with_capacity(nl);
+    for (k, a) in model_side.iter().enumerate() {
+        let mut per_split = Vec::with_capacity(ns);
+        for (si, split) in explicit.iter().enumerate() {
+            let one = metric.with_explicit_splits(Some(vec![split.clone()]));
+            per_split.push(run(&one, a, rec)?);
+            step += 1;
+            ctx.report(
+                at.at(0.5 + 0.5 * step as f64 / steps),
+                Some(format!("split {}/{ns}: layers done {}/{nl}", si + 1, k + 1)),
+            );
+        }
+        tested.push(per_split);
+    }
+    // The layer chosen most often (ties: the earlier layer).
+    let mut votes = vec![0usize; nl];
+    for &c in &chosen {
+        votes[c] += 1;
+    }
+    let selected = (0..nl)
+        .max_by(|&i, &j| votes[i].cmp(&votes[j]).then(j.cmp(&i)))
+        .unwrap_or(0);
+    let ceilings = match (ceiling, known_ceilings) {
+        (None, _) => Vec::new(),
+        (Some(_), Some(known)) => known,
+        (Some(spec), None) => {
+            let mut union: Vec<u64> = explicit
+                .iter()
+                .flat_map(|s| s.test.iter().copied())
+                .collect();
+            union.sort_unstable();
+            union.dedup();
+            pipeline::ceilings(
+                metric,
+                &rec.index_select(1, &indices(&union)),
+                spec,
+                &mut || check(0, 0),
+            )?
+        }
+    };
+    let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
+    // Per-neuron values of the selected layer over every split.
+    let per_neuron = run(metric, &model_side[selected], rec)?
+        .into_iter()
+        .map(|r| {
+            r.details
+                .as_ref()
+                .and_then(|d| d.get("per_neuron_r"))
+                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
+        })
+        .collect::<Vec<_>>();
+    let seeds = json!({
+        "metric": metric.options_json(),
+        "inner_selection": inner.options_json(),
+        "ceiling": ceiling.map(|c| json!({"seed": c.seed, "splits": c.splits})),
+    });
+    let bins = tested[0][0].len();
+    let mut rows: Rows = Vec::new();
+    for (k, (name, _)) in layers.iter().enumerate() {
+        for b in 0..bins {
+            let mean_over = |pick: &dyn Fn(usize) -> usize| {
+                (0..ns).map(|s| tested[pick(s)][s][b].value).sum::<f64>() / ns as f64
+            };
+            let raw = if k == selected {
+                mean_over(&|s| chosen[s])
+            } else {
+                mean_over(&|_| k)
+            };
+            let time_bin = tested[k][0][b].time_bin;
+            let c = ceiling_by_bin.get(&time_bin).copied();
+            rows.push((
+                NewScore {
+                    layer: name.clone(),
+                    metric: metric.id().to_string(),
+                    time_bin: time_bin.map(|t| t as i32),
+                    selection_value: Some(selection_sum[k] / ns as f64),
+                    raw,
+                    ceiling: c,
+                    normalized: c
+                        .zip(ceiling)
+                        .map(|(c, spec)| spec.normalization.apply(raw, c)),
+                    ci: None,
+                    selected: k == selected,
+                    per_neuron_array_id: None,
+                    seeds: seeds.clone(),
+                },
+                (k == selected)
+                    .then(|| per_neuron.get(b).cloned().flatten())
+                    .flatten(),
+            ));
+        }
+    }
+    let selection = json!({
+        "method": "nested in the benchmark's explicit splits: on each split the layer is chosen on its training stimuli and scored on its test stimuli; the selected row is the layer chosen most often and holds the mean over splits of each split's chosen layer's test score; every other row scores its layer on every split",
+        "per_split": chosen.iter().enumerate().map(|(s, &k)| json!({"split": s, "layer": layers[k].0})).collect::<Vec<_>>(),
+        "selected_layer": layers[selected].0,
     });
     Ok((rows, selection, ceilings))
 }
