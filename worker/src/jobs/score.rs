@@ -955,10 +955,9 @@ fn score_layers_nested(
         "inner_selection": inner.options_json(),
         "ceiling": ceiling.map(|c| json!({"seed": c.seed, "splits": c.splits})),
     });
-    let bins = tested[0][0].len();
     let mut rows: Rows = Vec::new();
     for (k, (name, _)) in layers.iter().enumerate() {
-        for b in 0..bins {
+        for (b, first) in tested[k][0].iter().enumerate() {
             let mean_over = |pick: &dyn Fn(usize) -> usize| {
                 (0..ns).map(|s| tested[pick(s)][s][b].value).sum::<f64>() / ns as f64
             };
@@ -967,7 +966,7 @@ fn score_layers_nested(
             } else {
                 mean_over(&|_| k)
             };
-            let time_bin = tested[k][0][b].time_bin;
+            let time_bin = first.time_bin;
             let c = ceiling_by_bin.get(&time_bin).copied();
             rows.push((
                 NewScore {
