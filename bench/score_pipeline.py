@@ -86,7 +86,9 @@ s = call("POST", "/v1/stimulus-sets?name=bench", key, open(f"{DIR}/stimuli.npy",
 r = call("POST", f"/v1/recordings?name=bench&stimulus_set={s['id']}", key, open(f"{DIR}/recording.npy", "rb").read(), raw=True)
 benches = []
 for metric in ["ridge", "rsa", "linear_cka"]:
-    b = call("POST", "/v1/benchmarks", key, {"name": f"bench-{metric.replace('_', '-')}", "recording": r["id"], "metric": metric,
+    # Ridge chooses each neuron's alpha by leave-one-out error, as RidgeCV does below.
+    spec = {"id": "ridge", "options": {"inner": "loo"}} if metric == "ridge" else metric
+    b = call("POST", "/v1/benchmarks", key, {"name": f"bench-{metric.replace('_', '-')}", "recording": r["id"], "metric": spec,
                                              "ceiling": {"splits": 20, "seed": 1}, **({"splits": {"seed": 1}} if metric == "ridge" else {})})
     benches.append(b["reference"])
 t0 = time.time()

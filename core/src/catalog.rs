@@ -193,6 +193,9 @@ pub struct RidgeOptions {
     /// Inner folds (contiguous, over the training stimuli in order) that choose alpha.
     #[serde(default = "RidgeOptions::default_folds")]
     pub inner_folds: usize,
+    /// How alpha is chosen per neuron on each training set.
+    #[serde(default, skip_serializing_if = "RidgeInner::is_kfold")]
+    pub inner: RidgeInner,
     /// Seed of the outer K-fold shuffle (SplitMix64 Fisher-Yates).
     #[serde(default)]
     pub seed: u64,
@@ -205,6 +208,25 @@ pub struct RidgeOptions {
     /// Test fraction of each shuffle split (test size = ceil(fraction · n)).
     #[serde(default = "default_test_fraction")]
     pub test_fraction: f64,
+}
+
+/// Ridge's inner search for each neuron's penalty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RidgeInner {
+    /// Best summed R² over `inner_folds` contiguous folds.
+    #[default]
+    Kfold,
+    /// Least mean squared leave-one-out error, in closed form from the one
+    /// decomposition of the training set (scikit-learn's
+    /// `RidgeCV(alpha_per_target=True)`).
+    Loo,
+}
+
+impl RidgeInner {
+    fn is_kfold(&self) -> bool {
+        *self == RidgeInner::Kfold
+    }
 }
 
 impl RidgeOptions {
@@ -423,10 +445,12 @@ impl Metric {
                     "{field}.options.alphas: must be a non-empty list of positive numbers"
                 )))
             }
-            Metric::Ridge(o) if o.inner_folds < 2 => Err(Error::invalid(format!(
-                "{field}.options.inner_folds: must be at least 2, got {}",
-                o.inner_folds
-            ))),
+            Metric::Ridge(o) if o.inner == RidgeInner::Kfold && o.inner_folds < 2 => {
+                Err(Error::invalid(format!(
+                    "{field}.options.inner_folds: must be at least 2, got {}",
+                    o.inner_folds
+                )))
+            }
             Metric::Ridge(RidgeOptions {
                 splits: Some(s), ..
             })
@@ -616,6 +640,7 @@ impl Metric {
             Metric::LinearCka(LinearCkaOptions { debiased: true }) => 4,
             Metric::RbfCka(o) if o.debiased => 4,
             Metric::MutualKnn(o) => o.k as u64 + 1,
+            Metric::Ridge(o) if o.inner == RidgeInner::Loo => 2 * o.folds.max(2) as u64,
             Metric::Ridge(o) => 2 * o.folds.max(o.inner_folds) as u64,
             Metric::Pls(o) => (2 * o.folds).max(o.n_components + 2) as u64,
             Metric::Procrustes(o) => (2 * o.folds).max(3) as u64,
@@ -782,7 +807,8 @@ pub fn metrics() -> Vec<MetricInfo> {
             options: vec![
                 opt("alphas", "list of numbers > 0", json!(RidgeOptions::default_alphas()), "candidate penalties"),
                 opt("folds", "integer >= 2", json!(5), "outer folds when splits are not given"),
-                opt("inner_folds", "integer >= 2", json!(5), "contiguous inner folds over the training stimuli"),
+                opt("inner", "kfold | loo", json!("kfold"), "how each neuron's alpha is chosen: best summed R^2 over inner_folds, or least mean squared leave-one-out error in closed form (scikit-learn's RidgeCV(alpha_per_target=True))"),
+                opt("inner_folds", "integer >= 2", json!(5), "contiguous inner folds over the training stimuli (inner = kfold)"),
                 opt("seed", "integer", json!(0), "seed of the outer shuffle (SplitMix64 Fisher-Yates)"),
                 opt("splits", "list of {train: [i], test: [i]}", json!(null), "explicit outer splits, e.g. Brain-Score's"),
                 opt("shuffle_splits", "integer or null", json!(null), "seeded shuffle splits instead of K-fold (scikit-learn's ShuffleSplit scheme)"),

@@ -8,7 +8,7 @@
 //! and Y centered on the training stimuli), as scikit-learn's
 //! `Ridge(fit_intercept=True)`.
 
-use neuralign_core::catalog::RidgeOptions;
+use neuralign_core::catalog::{RidgeInner, RidgeOptions};
 use serde::Serialize;
 use tch::{Kind, Tensor};
 
@@ -123,6 +123,27 @@ impl Fit {
         proj.unsqueeze(0).matmul(&scaled) + self.y_mean.unsqueeze(0)
     }
 
+    /// Per alpha and neuron, the mean squared leave-one-out error on the
+    /// training rows (n_alphas × q), in closed form: with the hat matrix
+    /// H_α = 11ᵀ/m + X_c (X_cᵀX_c + αI)⁻¹ X_cᵀ (the intercept unpenalized),
+    /// the LOO residual of row i is (y_i − ŷ_i) / (1 − H_α,ii). This is the
+    /// criterion of scikit-learn's `RidgeCV(alpha_per_target=True)`.
+    fn loo_errors(&self, d: &Design, y: &Tensor) -> Tensor {
+        let proj = self.project(d, &self.train); // m × k
+        let m = self.train.size()[0] as f64;
+        // Leverage per eigen-direction: feature form (X_c v_k)² / (λ + α);
+        // kernel form u_k² λ / (λ + α), with proj = U Λ.
+        let lever = match &d.gram {
+            Some(_) => &proj * &self.basis,
+            None => proj.square(),
+        };
+        let h = lever.matmul(&self.shrink) + 1.0 / m; // m × a
+        let fitted = self.predict_all(d, &self.train); // a × m × q
+        let resid = y.index_select(0, &self.train).unsqueeze(0) - fitted;
+        let loo: Tensor = resid / (1.0 - h.transpose(0, 1).unsqueeze(2));
+        loo.square().mean_dim(1, false, Kind::Double)
+    }
+
     /// Predictions with a per-neuron alpha index: n_rows × q.
     fn predict_chosen(&self, d: &Design, rows: &Tensor, best: &Tensor) -> Tensor {
         self.project(d, rows)
@@ -154,28 +175,38 @@ pub fn ridge(
     let mut scorer = Scorer::new(q, dev);
     let mut alpha_votes = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
     for (si, split) in splits.iter().enumerate() {
-        if split.train.len() < o.inner_folds.max(2) {
+        let inner_min = match o.inner {
+            RidgeInner::Kfold => o.inner_folds.max(2),
+            RidgeInner::Loo => 3,
+        };
+        if split.train.len() < inner_min {
             return Err(EngineError::invalid(format!(
-                "splits[{si}]: {} training stimuli cannot make {} inner folds",
-                split.train.len(),
-                o.inner_folds
+                "splits[{si}]: {} training stimuli are too few to choose alpha ({inner_min} at least)",
+                split.train.len()
             )));
         }
-        // Inner CV on the training stimuli, in their given order.
-        let mut inner_score = Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
-        for inner in kfold(&split.train, o.inner_folds) {
-            let (tr, va) = inner.tensors(dev);
-            let f = fit(&design, y, &tr, &alphas)?;
-            let pred = f.predict_all(&design, &va);
-            inner_score += r2(&pred, &y.index_select(0, &va).unsqueeze(0));
-        }
-        let best = inner_score.argmax(0, false); // first maximum, as numpy
+        let (tr, te) = split.tensors(dev);
+        let f = fit(&design, y, &tr, &alphas)?;
+        let best = match o.inner {
+            // Inner CV on the training stimuli, in their given order.
+            RidgeInner::Kfold => {
+                let mut inner_score =
+                    Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
+                for inner in kfold(&split.train, o.inner_folds) {
+                    let (itr, iva) = inner.tensors(dev);
+                    let fi = fit(&design, y, &itr, &alphas)?;
+                    let pred = fi.predict_all(&design, &iva);
+                    inner_score += r2(&pred, &y.index_select(0, &iva).unsqueeze(0));
+                }
+                inner_score.argmax(0, false) // first maximum, as numpy
+            }
+            // Least LOO error: the first minimum, as RidgeCV's strict update.
+            RidgeInner::Loo => f.loo_errors(&design, y).neg().argmax(0, false),
+        };
         alpha_votes += best
             .one_hot(o.alphas.len() as i64)
             .transpose(0, 1)
             .to_kind(Kind::Double);
-        let (tr, te) = split.tensors(dev);
-        let f = fit(&design, y, &tr, &alphas)?;
         let pred = f.predict_chosen(&design, &te, &best);
         scorer.add(&pred, &y.index_select(0, &te));
         step()?;

@@ -168,6 +168,12 @@ fn check_predictivity(section: &str, id: &str) {
                 &format!("split {i} median R2"),
             );
         }
+        if let Some(want) = case.get("per_neuron_alpha") {
+            assert_eq!(
+                details["per_neuron_alpha"], *want,
+                "{name}: alpha chosen per neuron"
+            );
+        }
         for (j, (g, w)) in details["per_neuron_r"]
             .as_array()
             .unwrap()
