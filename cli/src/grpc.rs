@@ -64,6 +64,23 @@ fn usage(field: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::Usage(format!("{field}: {message}"))
 }
 
+/// A client-streaming upload: the file in `CHUNK`-sized messages (at least
+/// one, which the caller gives the options).
+fn chunked<M: Default>(body: &[u8], set_data: impl Fn(&mut M, Vec<u8>)) -> Vec<M> {
+    let mut msgs: Vec<M> = body
+        .chunks(CHUNK)
+        .map(|c| {
+            let mut m = M::default();
+            set_data(&mut m, c.to_vec());
+            m
+        })
+        .collect();
+    if msgs.is_empty() {
+        msgs.push(M::default());
+    }
+    msgs
+}
+
 /// A JSON text field of a message: parsed, or null when empty.
 fn parsed(text: &str) -> Value {
     if text.is_empty() {
@@ -178,16 +195,9 @@ impl Grpc {
             };
             *slot = v.clone();
         }
-        let mut msgs: Vec<v1::UploadStimulusSetRequest> = body
-            .chunks(CHUNK)
-            .map(|c| v1::UploadStimulusSetRequest {
-                options: None,
-                data: c.to_vec().into(),
-            })
-            .collect();
-        if msgs.is_empty() {
-            msgs.push(Default::default());
-        }
+        let mut msgs = chunked(&body, |m: &mut v1::UploadStimulusSetRequest, d| {
+            m.data = d.into()
+        });
         msgs[0].options = Some(o);
         let s = self
             .data()
@@ -243,16 +253,9 @@ impl Grpc {
                 }
             }
         }
-        let mut msgs: Vec<v1::UploadRecordingRequest> = body
-            .chunks(CHUNK)
-            .map(|c| v1::UploadRecordingRequest {
-                options: None,
-                data: c.to_vec().into(),
-            })
-            .collect();
-        if msgs.is_empty() {
-            msgs.push(Default::default());
-        }
+        let mut msgs = chunked(&body, |m: &mut v1::UploadRecordingRequest, d| {
+            m.data = d.into()
+        });
         msgs[0].options = Some(o);
         let r = self
             .data()
@@ -284,16 +287,9 @@ impl Grpc {
                 .unwrap_or_default(),
             no_wait: false,
         };
-        let mut msgs: Vec<v1::RegisterTorchScriptRequest> = body
-            .chunks(CHUNK)
-            .map(|c| v1::RegisterTorchScriptRequest {
-                options: None,
-                data: c.to_vec().into(),
-            })
-            .collect();
-        if msgs.is_empty() {
-            msgs.push(Default::default());
-        }
+        let mut msgs = chunked(&body, |m: &mut v1::RegisterTorchScriptRequest, d| {
+            m.data = d.into()
+        });
         msgs[0].options = Some(options);
         let m = self
             .models()

@@ -2,7 +2,7 @@
 //! exits 0 above the threshold and 1 under it, 3 when the job cannot score,
 //! 4 when the service refuses the request, 5 when it is unreachable.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -28,6 +28,28 @@ fn cli() -> PathBuf {
     bin
 }
 
+/// Runs the CLI against `url` with `key`, off the async runtime.
+fn run_cli(
+    bin: &Path,
+    url: &str,
+    key: &str,
+    args: Vec<String>,
+) -> impl std::future::Future<Output = std::process::Output> + 'static {
+    let (bin, url, key) = (bin.to_path_buf(), url.to_string(), key.to_string());
+    async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(bin)
+                .args(args)
+                .env("NEURALIGN_URL", url)
+                .env("NEURALIGN_API_KEY", key)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}
+
 fn models_dir() -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -43,22 +65,7 @@ async fn score_fail_under_sets_the_exit_code(pool: PgPool) {
     let bench = recovery_benchmark(&srv, &key, "cilab", file("recovery_recording.npy")).await;
     let model = models_dir().join("dict_cnn.pt");
     let input = r#"{"kind": "images", "size": [16, 16], "channels": 3}"#;
-    let run = |args: Vec<String>| {
-        let bin = bin.clone();
-        let (url, key) = (srv.http.clone(), key.clone());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                Command::new(bin)
-                    .args(args)
-                    .env("NEURALIGN_URL", url)
-                    .env("NEURALIGN_API_KEY", key)
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let run = |args: Vec<String>| run_cli(&bin, &srv.http, &key, args);
     let score = |threshold: &str| {
         vec![
             "score".to_string(),
@@ -102,19 +109,13 @@ async fn score_fail_under_sets_the_exit_code(pool: PgPool) {
     let mut refused = score("0.0");
     refused[6] = "cilab/nope".into();
     assert_eq!(run(refused).await.status.code(), Some(4));
-    let unreachable = {
-        let bin = bin.clone();
-        tokio::task::spawn_blocking(move || {
-            Command::new(bin)
-                .args(["leaderboard", "x/y"])
-                .env("NEURALIGN_URL", "http://127.0.0.1:9")
-                .env("NEURALIGN_API_KEY", "k")
-                .output()
-                .unwrap()
-        })
-        .await
-        .unwrap()
-    };
+    let unreachable = run_cli(
+        &bin,
+        "http://127.0.0.1:9",
+        "k",
+        vec!["leaderboard".into(), "x/y".into()],
+    )
+    .await;
     assert_eq!(unreachable.status.code(), Some(5));
     assert_eq!(run(vec!["score".into()]).await.status.code(), Some(2));
     srv.stop().await;
@@ -126,21 +127,7 @@ async fn the_cli_speaks_grpc_with_the_same_commands_and_exit_codes(pool: PgPool)
     let srv = common::start(&pool, |_| {}).await;
     let (_, key) = srv.lab("grpccli").await;
     let grpc_url = srv.grpc.replace("http://", "grpc://");
-    let run = |args: Vec<String>, url: String| {
-        let (bin, key) = (bin.clone(), key.clone());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                Command::new(bin)
-                    .args(args)
-                    .env("NEURALIGN_URL", url)
-                    .env("NEURALIGN_API_KEY", key)
-                    .output()
-                    .unwrap()
-            })
-            .await
-            .unwrap()
-        }
-    };
+    let run = |args: Vec<String>, url: String| run_cli(&bin, &url, &key, args);
     let ok = |out: &std::process::Output| -> Value {
         assert_eq!(
             out.status.code(),

@@ -658,13 +658,7 @@ fn score_layers(
         ceiling: None,
         reduce,
     };
-    let check = |done: usize, total: usize| -> Result<(), EngineError> {
-        if ctx.cancel.is_cancelled() {
-            return Err(EngineError::Cancelled);
-        }
-        let _ = (done, total);
-        Ok(())
-    };
+    let check = cancel_check(ctx);
     let run = |a: &Tensor,
                b: &Tensor,
                plan: &ComparePlan|
@@ -787,6 +781,17 @@ fn score_layers(
     Ok((rows, selection, ceilings))
 }
 
+/// The engine's progress callback: stops the computation once the job is cancelled.
+fn cancel_check(ctx: &JobContext) -> impl Fn(usize, usize) -> Result<(), EngineError> + '_ {
+    |_, _| {
+        if ctx.cancel.is_cancelled() {
+            Err(EngineError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
 /// The best-scoring layer's index among finite `values`.
 fn best_layer(values: &[f64], lower_is_better: bool) -> Option<usize> {
     (0..values.len())
@@ -823,12 +828,7 @@ fn score_layers_nested(
 ) -> Result<(Rows, serde_json::Value, Ceilings), EngineError> {
     let device = rec.device();
     let (nl, ns) = (layers.len(), explicit.len());
-    let check = |_: usize, _: usize| -> Result<(), EngineError> {
-        if ctx.cancel.is_cancelled() {
-            return Err(EngineError::Cancelled);
-        }
-        Ok(())
-    };
+    let check = cancel_check(ctx);
     let run =
         |m: &Metric, a: &Tensor, b: &Tensor| -> Result<Vec<pipeline::MetricResult>, EngineError> {
             let metrics = [m.clone()];
