@@ -115,6 +115,7 @@ t_cold, job, events = score_job()
 rss_after = vmhwm(PID)
 t_cached, job2, events2 = score_job()
 json.dump(events2, open(f"{DIR}/cached_events.json", "w"), indent=1)
+json.dump(events, open(f"{DIR}/cold_events.json", "w"), indent=1)
 from datetime import datetime
 
 
@@ -133,6 +134,8 @@ ours = {
     "activation_mib": activation_mib,
     "layers": {b["benchmark"]: b["layer"] for b in job["result"]["benchmarks"]},
     "cache": [b["cache"] for b in job2["result"]["benchmarks"]],
+    "estimated_peak_mib": max(b["estimated_memory_bytes"] for b in job["result"]["benchmarks"]) / 2**20,
+    "full_activation_mib": N * sum(int(np.prod(l["shape"])) for l in m["layers"]) * 4 / 2**20,
 }
 
 # ---------------------------------------------------------------- Python, as labs do it

@@ -664,6 +664,70 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = "../migrations")]
+async fn a_recording_with_masked_trials_is_scored(pool: PgPool) {
+    let srv = common::start(&pool, |_| {}).await;
+    let (_, key) = srv.lab("masklab").await;
+    // The recovery recording with its last repetition missing for 30 stimuli.
+    let (shape, mut values) =
+        neuralign_core::npy::decode_f64(&file("recovery_recording.npy")).unwrap();
+    let (stimuli, neurons) = (shape[1] as usize, shape[2] as usize);
+    for s in 0..30 {
+        for n in 0..neurons {
+            values[(3 * stimuli + s) * neurons + n] = f64::NAN;
+        }
+    }
+    let recording = neuralign_core::npy::encode_f64(&shape, &values);
+    let (s, set) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/stimulus-sets?name=noise"))
+            .body(file("recovery_stimuli.npy")),
+    )
+    .await;
+    assert_eq!(s, 201, "{set}");
+    let url = format!(
+        "/v1/recordings?name=masked&region=V4&nan_policy=mask&stimulus_set={}",
+        set["id"].as_str().unwrap()
+    );
+    let (s, rec) = send(&srv, &key, srv.client.post(srv.url(&url)).body(recording)).await;
+    assert_eq!(s, 201, "{rec}");
+    let body = json!({"name": "masked", "recording": rec["id"], "metric": {"id": "ridge", "options": {"folds": 4}},
+        "ceiling": {"splits": 10, "seed": 1}, "splits": {"seed": 3}});
+    let (s, b) = send(
+        &srv,
+        &key,
+        srv.client.post(srv.url("/v1/benchmarks")).json(&body),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let (_, m) = torchscript(
+        &srv,
+        &key,
+        &format!(
+            "name=cnn&{}",
+            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
+        ),
+        file("dict_cnn.pt"),
+    )
+    .await;
+    let r = score(
+        &srv,
+        &key,
+        json!({"kind": "score", "model": m["id"], "benchmarks": [b["reference"]]}),
+    )
+    .await;
+    let o = &r["benchmarks"][0];
+    assert_eq!(o["state"], "succeeded", "{r}");
+    assert_eq!(o["layer"], "relu2");
+    assert!(
+        o["raw"].as_f64().unwrap().is_finite() && o["ceiling"].as_f64().unwrap().is_finite(),
+        "{o}"
+    );
+    srv.stop().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
 async fn a_score_job_over_the_memory_limit_is_refused_at_submit(pool: PgPool) {
     // The 240 stimuli of 3×16×16 alone take 720 KiB as float32.
     let srv = common::start(&pool, |c| c.service.max_compute_bytes = 512 << 10).await;

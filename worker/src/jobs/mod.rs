@@ -60,11 +60,36 @@ pub fn npy_tensor(
     field: &str,
     bytes: &[u8],
 ) -> Result<(Vec<u64>, tch::Tensor), neuralign_engine::EngineError> {
-    let (shape, values) = neuralign_core::npy::decode_f64(bytes)
-        .map_err(|e| neuralign_engine::EngineError::invalid(format!("{field}: {e}")))?;
-    let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-    let t = tch::Tensor::f_from_slice(&values)?.f_reshape(&dims)?;
-    Ok((shape, t))
+    let (shape, t) = npy_tensor_native(field, bytes)?;
+    Ok((shape, t.f_to_kind(tch::Kind::Double)?))
+}
+
+/// A stored `.npy` as a tensor of its own dtype, copied once from the bytes.
+/// Values were checked when the array was stored (finite, or NaN where a
+/// recording masks missing trials), so they are not checked again here.
+pub fn npy_tensor_native(
+    field: &str,
+    bytes: &[u8],
+) -> Result<(Vec<u64>, tch::Tensor), neuralign_engine::EngineError> {
+    let invalid = |m: String| neuralign_engine::EngineError::invalid(format!("{field}: {m}"));
+    let h = neuralign_core::npy::parse_header(bytes)
+        .map_err(|e| invalid(e.to_string()))?
+        .ok_or_else(|| invalid("truncated .npy header".into()))?;
+    let data = &bytes[h.data_offset..];
+    if data.len() as u64 != h.data_bytes() {
+        return Err(invalid(format!(
+            "{} data bytes for shape {:?}, expected {}",
+            data.len(),
+            h.shape,
+            h.data_bytes()
+        )));
+    }
+    let kind = match h.dtype {
+        neuralign_core::npy::DType::F32 => tch::Kind::Float,
+        neuralign_core::npy::DType::F64 => tch::Kind::Double,
+    };
+    let dims: Vec<i64> = h.shape.iter().map(|&d| d as i64).collect();
+    Ok((h.shape, tch::Tensor::f_from_data_size(data, &dims, kind)?))
 }
 
 /// A compute task that panicked hit a bug (a libtorch error on an

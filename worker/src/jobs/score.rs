@@ -400,7 +400,8 @@ async fn activations(
         let extracted = ctx
             .compute
             .run(move || -> Result<_, EngineError> {
-                let stimuli = tensor_of("stimuli", &bytes)?.to_kind(Kind::Float);
+                let (_, stimuli) = super::npy_tensor_native("stimuli", &bytes)?;
+                let stimuli = stimuli.to_kind(Kind::Float);
                 drop(bytes);
                 let budget = neuralign_core::budget::extraction_budget(c.device != Device::Cpu);
                 let opts = ExtractOptions {
