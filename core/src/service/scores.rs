@@ -108,6 +108,13 @@ impl Service {
                     input.benchmark.reference
                 )));
             }
+            if input.stimulus_index.len() < 6 {
+                return Err(Error::invalid(format!(
+                    "benchmarks[{i}]: {} has {} stimuli; layer selection holds out half of them and needs at least 6",
+                    input.benchmark.reference,
+                    input.stimulus_index.len()
+                )));
+            }
             let est = self.score_estimate(&model, s, &input)?;
             if est.total > self.cfg.max_compute_bytes {
                 return Err(Error::new(

@@ -530,6 +530,46 @@ async fn fans_out_over_benchmarks(srv: &TestServer, key: &str, model: &str, benc
     )
     .await;
     assert_eq!(s, 404);
+    // A benchmark that fails on the worker (a constant recording has no
+    // correlation-distance RDM) is reported failed, with its child's error,
+    // while the other succeeds.
+    let flat = neuralign_core::npy::encode_f64(&[2, 240, 3], &vec![1.0; 2 * 240 * 3]);
+    let (_, source) = send(
+        srv,
+        key,
+        srv.client.get(srv.url(&format!(
+            "/v1/recordings/{}",
+            b["recording_id"].as_str().unwrap()
+        ))),
+    )
+    .await;
+    let url = format!(
+        "/v1/recordings?name=flat&region=V4&stimulus_set={}",
+        source["stimulus_set_id"].as_str().unwrap()
+    );
+    let (s, flat_rec) = send(srv, key, srv.client.post(srv.url(&url)).body(flat)).await;
+    assert_eq!(s, 201, "{flat_rec}");
+    let (s, flat_bench) = send(
+        srv,
+        key,
+        srv.client
+            .post(srv.url("/v1/benchmarks"))
+            .json(&json!({"name": "flat", "recording": flat_rec["id"], "metric": "rsa"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{flat_bench}");
+    let r = score(srv, key, json!({"kind": "score", "model": model, "benchmarks": [flat_bench["reference"], rsa], "layers": ["relu1", "relu2"], "pooling": "max"})).await;
+    assert_eq!(r["failed"], 1, "{r}");
+    let failed = &r["benchmarks"][0];
+    assert_eq!(failed["state"], "failed");
+    assert!(failed["job"].is_string());
+    assert!(
+        failed["error"].as_str().unwrap().starts_with(
+            "layer relu1: metrics[0] (rsa): b: stimulus 0 has a constant response pattern"
+        ),
+        "{failed}"
+    );
+    assert_eq!(r["benchmarks"][1]["state"], "succeeded");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -600,6 +640,41 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
     let srv = common::start(&pool, |_| {}).await;
     let (_, key) = srv.lab("validlab").await;
     let bench = recovery_benchmark(&srv, &key, "validlab", file("recovery_recording.npy")).await;
+    // Five stimuli: too few to hold out half for layer selection.
+    let images: Vec<f64> = (0..5 * 3 * 16 * 16).map(|i| (i % 7) as f64 / 7.0).collect();
+    let (s, set) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/stimulus-sets?name=five"))
+            .body(neuralign_core::npy::encode_f64(&[5, 3, 16, 16], &images)),
+    )
+    .await;
+    assert_eq!(s, 201, "{set}");
+    let responses: Vec<f64> = (0..2 * 5 * 3).map(|i| ((i * 37) % 11) as f64).collect();
+    let url = format!(
+        "/v1/recordings?name=five&stimulus_set={}",
+        set["id"].as_str().unwrap()
+    );
+    let (s, rec) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url(&url))
+            .body(neuralign_core::npy::encode_f64(&[2, 5, 3], &responses)),
+    )
+    .await;
+    assert_eq!(s, 201, "{rec}");
+    let (s, b) = send(
+        &srv,
+        &key,
+        srv.client
+            .post(srv.url("/v1/benchmarks"))
+            .json(&json!({"name": "five", "recording": rec["id"], "metric": "rsa"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let tiny = b["reference"].as_str().unwrap().to_string();
     let (_, mlp) = torchscript(
         &srv,
         &key,
@@ -644,6 +719,10 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
         (
             json!({"kind": "probe_model", "model": cnn["id"]}),
             "started by model registration",
+        ),
+        (
+            json!({"kind": "score", "model": cnn["id"], "benchmarks": [tiny]}),
+            "has 5 stimuli; layer selection holds out half of them and needs at least 6",
         ),
     ] {
         let (s, v) = send(

@@ -333,14 +333,18 @@ async fn fan_out(
                     o.job = Some(child.id);
                     o
                 }
-                None => BenchmarkOutcome::failed(
-                    reference,
-                    Some(child.id),
-                    child
+                None => {
+                    // A child's own failure message names its one benchmark.
+                    let error = child
                         .error
                         .clone()
-                        .unwrap_or_else(|| format!("child job {}", child.state.as_str())),
-                ),
+                        .unwrap_or_else(|| format!("child job {}", child.state.as_str()));
+                    let error = error
+                        .strip_prefix(&format!("{reference}: "))
+                        .map(str::to_string)
+                        .unwrap_or(error);
+                    BenchmarkOutcome::failed(reference, Some(child.id), error)
+                }
             }
         })
         .collect();
