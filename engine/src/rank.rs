@@ -10,6 +10,32 @@ use tch::{Kind, Tensor};
 /// rounding.
 pub const TIE_TOLERANCE: f64 = 1e-12;
 
+/// Runs of near-equal values (consecutive sorted differences within the
+/// tolerance), from one sort: the sort order, and each sorted value's run.
+struct TieRuns {
+    sorted: Tensor,
+    order: Tensor,
+    /// Marks the first value of each run, in sorted order.
+    first: Tensor,
+    /// The run of each value, in sorted order (0-based).
+    run: Tensor,
+}
+
+fn tie_runs(x: &Tensor) -> TieRuns {
+    let n = x.size()[0];
+    let (sorted, order) = x.sort(0, false);
+    let tol = TIE_TOLERANCE * x.abs().max().double_value(&[]);
+    let gaps = (sorted.slice(0, 1, n, 1) - sorted.slice(0, 0, n - 1, 1)).gt(tol);
+    let first = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, x.device())), gaps], 0);
+    let run = first.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
+    TieRuns {
+        sorted,
+        order,
+        first,
+        run,
+    }
+}
+
 /// Replaces each run of near-equal values (consecutive sorted differences
 /// within the tolerance) by the run's smallest value.
 pub fn snap_ties(x: &Tensor) -> Tensor {
@@ -17,31 +43,25 @@ pub fn snap_ties(x: &Tensor) -> Tensor {
     if n < 2 {
         return x.shallow_clone();
     }
-    let (sorted, order) = x.sort(0, false);
-    let tol = TIE_TOLERANCE * x.abs().max().double_value(&[]);
-    let gaps = (sorted.slice(0, 1, n, 1) - sorted.slice(0, 0, n - 1, 1)).gt(tol);
-    let new_group = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, x.device())), gaps], 0);
-    let group_id = new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
-    let group_min = sorted.masked_select(&new_group);
-    let snapped = group_min.index_select(0, &group_id);
-    Tensor::zeros([n], (Kind::Double, x.device())).scatter(0, &order, &snapped)
+    let r = tie_runs(x);
+    let snapped = r.sorted.masked_select(&r.first).index_select(0, &r.run);
+    Tensor::zeros([n], (Kind::Double, x.device())).scatter(0, &r.order, &snapped)
 }
 
-/// 1-based average ranks of a 1-D tensor, ties (within the tolerance) averaged.
+/// 1-based average ranks of a 1-D tensor, ties (within the tolerance)
+/// averaged. One sort: a run of near-equal values is one tie group.
 pub fn average_ranks(x: &Tensor) -> Tensor {
     let n = x.size()[0];
-    let (sorted, order) = snap_ties(x).sort(0, false);
     let dev = x.device();
-    let changes = sorted
-        .slice(0, 1, n, 1)
-        .ne_tensor(&sorted.slice(0, 0, n - 1, 1));
-    let new_group = Tensor::cat(&[Tensor::ones([1], (Kind::Bool, dev)), changes], 0);
-    let group_id = new_group.to_kind(Kind::Int64).cumsum(0, Kind::Int64) - 1;
-    let counts = group_id.bincount::<Tensor>(None, 0).to_kind(Kind::Double);
+    if n < 2 {
+        return Tensor::ones([n], (Kind::Double, dev));
+    }
+    let r = tie_runs(x);
+    let counts = r.run.bincount::<Tensor>(None, 0).to_kind(Kind::Double);
     let starts = counts.cumsum(0, Kind::Double) - &counts;
     let avg = starts + (&counts - 1.0) / 2.0 + 1.0;
-    let ranks_sorted = avg.index_select(0, &group_id);
-    Tensor::zeros([n], (Kind::Double, dev)).scatter(0, &order, &ranks_sorted)
+    let ranks_sorted = avg.index_select(0, &r.run);
+    Tensor::zeros([n], (Kind::Double, dev)).scatter(0, &r.order, &ranks_sorted)
 }
 
 /// Cosine similarity of two 1-D tensors.

@@ -138,10 +138,25 @@ impl Fit {
             None => proj.square(),
         };
         let h = lever.matmul(&self.shrink) + 1.0 / m; // m × a
-        let fitted = self.predict_all(d, &self.train); // a × m × q
-        let resid = y.index_select(0, &self.train).unsqueeze(0) - fitted;
-        let loo: Tensor = resid / (1.0 - h.transpose(0, 1).unsqueeze(2));
-        loo.square().mean_dim(1, false, Kind::Double)
+        let yc = y.index_select(0, &self.train) - &self.y_mean;
+        // Weights of the squared residuals: 1 / (m (1 − h)²), m × a.
+        let keep: Tensor = 1.0 - h;
+        let weights = keep.square().reciprocal() / m;
+        // One alpha at a time, three passes over an m × q block (a fused
+        // residual, its square, a weighted sum), where one a × m × q tensor
+        // through every elementwise step was memory-bound.
+        let per_alpha: Vec<Tensor> = (0..self.shrink.size()[1])
+            .map(|i| {
+                let neg_coef = -(self.shrink.select(1, i).unsqueeze(1) * &self.uty);
+                let resid = yc.addmm(&proj, &neg_coef);
+                weights
+                    .select(1, i)
+                    .unsqueeze(0)
+                    .matmul(&resid.square())
+                    .squeeze_dim(0)
+            })
+            .collect();
+        Tensor::stack(&per_alpha, 0)
     }
 
     /// Predictions with a per-neuron alpha index: n_rows × q.
