@@ -267,6 +267,16 @@ impl Service {
         Ok(())
     }
 
+    /// Whether the activation cache holds `key` (counting no hit).
+    pub async fn has_activation(&self, key: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM activations WHERE cache_key = $1)")
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// The cached activation array of `key`, counting the hit.
     pub async fn cached_activation(&self, key: &str) -> Result<Option<Uuid>> {
         let row = sqlx::query(

@@ -275,7 +275,7 @@ async fn fan_out(
                 index: i,
                 total: 2 * total,
             };
-            match activations(ctx, spec, model, &loader, &input, at).await {
+            match activations(ctx, spec, model, &loader, &input, at, true).await {
                 Ok(_) => {}
                 // Its child reports the same error for that benchmark alone.
                 Err(JobError::Fatal(m)) => {
@@ -352,7 +352,9 @@ async fn fan_out(
 }
 
 /// Every wanted layer's activations on the whole stimulus set: cached ones
-/// read back, the rest extracted in one pass and cached.
+/// read back, the rest extracted in one pass and cached. `warm_only`: only
+/// fill the cache (a fanning-out parent), reading nothing back and counting
+/// no hits.
 async fn activations(
     ctx: &JobContext,
     spec: &ScoreSpec,
@@ -360,6 +362,7 @@ async fn activations(
     loader: &Arc<Loader>,
     input: &ScoringInput,
     at: Progress,
+    warm_only: bool,
 ) -> Result<(Vec<(String, Tensor)>, CacheUse), JobError> {
     let svc = &ctx.service;
     let wanted: Vec<String> = spec
@@ -378,17 +381,23 @@ async fn activations(
             layer,
             &prep_hash,
         ]);
-        match svc.cached_activation(&key).await? {
-            Some(blob) => {
-                let bytes = read_all(svc.pool(), blob).await?;
-                found.insert(layer.clone(), tensor_of("activations", &bytes)?);
+        if warm_only {
+            if !svc.has_activation(&key).await? {
+                missing.push(layer.clone());
             }
-            None => missing.push(layer.clone()),
+        } else {
+            match svc.cached_activation(&key).await? {
+                Some(blob) => {
+                    let bytes = read_all(svc.pool(), blob).await?;
+                    found.insert(layer.clone(), tensor_of("activations", &bytes)?);
+                }
+                None => missing.push(layer.clone()),
+            }
         }
         keys.insert(layer.clone(), key);
     }
     let cache = CacheUse {
-        hits: found.len(),
+        hits: wanted.len() - missing.len(),
         misses: missing.len(),
     };
     if !missing.is_empty() {
@@ -454,6 +463,9 @@ async fn activations(
             found.insert(name, t);
         }
     }
+    if warm_only {
+        return Ok((Vec::new(), cache));
+    }
     Ok((
         wanted
             .into_iter()
@@ -478,7 +490,7 @@ async fn score_benchmark(
     let input = svc.scoring_input(ctx.lab_id, reference).await?;
     let estimate = svc.score_estimate(model, spec, &input)?;
     tracing::info!(job_id = %ctx.job_id, benchmark = reference, ?estimate, "scoring");
-    let (layers, cache) = activations(ctx, spec, model, loader, &input, at).await?;
+    let (layers, cache) = activations(ctx, spec, model, loader, &input, at, false).await?;
     let rec_bytes = read_all(svc.pool(), input.recording_blob).await?;
     let metric = Metric::parse("metric", &input.benchmark.metric)?;
     let ceiling = input.benchmark.ceiling.clone();
