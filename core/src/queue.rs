@@ -504,16 +504,22 @@ async fn child_finished(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
     .fetch_one(&mut *conn)
     .await?;
     let fraction = done as f64 / total.max(1) as f64;
-    let updated = sqlx::query(
+    let waiting_kind: Option<String> = sqlx::query_scalar(
         "UPDATE jobs SET progress = greatest(progress, $2), updated_at = now() \
-         WHERE id = $1 AND state = 'waiting'",
+         WHERE id = $1 AND state = 'waiting' RETURNING kind",
     )
     .bind(parent)
     .bind(fraction)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await?;
-    if updated.rows_affected() > 0 {
-        let msg = format!("child jobs done {done}/{total}");
+    if let Some(kind) = waiting_kind {
+        // A score job's children are its benchmarks, one each.
+        let what = if kind == "score" {
+            "benchmarks"
+        } else {
+            "child jobs"
+        };
+        let msg = format!("{what} done {done}/{total}");
         insert_event(conn, parent, "progress", None, Some(fraction), Some(&msg)).await?;
         wake_if_children_final(conn, parent).await?;
     }

@@ -489,7 +489,7 @@ async fn fans_out_over_benchmarks(srv: &TestServer, key: &str, model: &str, benc
         .collect();
     for want in [
         "fanned out into 2 child jobs",
-        "child jobs done 2/2",
+        "benchmarks done 2/2",
         "stimuli processed",
     ] {
         assert!(
