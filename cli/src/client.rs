@@ -14,6 +14,11 @@ pub enum Client {
 
 impl Client {
     pub fn new(url: &str, key: &str) -> Result<Client, ApiError> {
+        if url.starts_with("grpcs://") {
+            return Err(ApiError::Usage(format!(
+                "--url: {url:?}: this CLI speaks plaintext gRPC only (grpc://host:port); use https:// for HTTP over TLS"
+            )));
+        }
         if url.starts_with("grpc://") {
             Ok(Client::Grpc(Grpc::new(url, key)?))
         } else {

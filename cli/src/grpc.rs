@@ -105,8 +105,7 @@ fn opt_f64(field: &str, v: &str) -> Result<Option<f64>, ApiError> {
 }
 
 impl Grpc {
-    /// `grpc://host:port` (plain) or `grpcs://host:port` (TLS terminated in
-    /// front of the service is not supported by this build).
+    /// `grpc://host:port`: plaintext gRPC, as the service serves it.
     pub fn new(url: &str, key: &str) -> Result<Grpc, ApiError> {
         let hostport = url
             .strip_prefix("grpc://")
