@@ -339,7 +339,12 @@ pub enum Outcome {
     /// Fan out: enqueue these child jobs (none when they exist already) and
     /// wait, holding no worker, until every child is final; the job is then
     /// queued again to collect their results. The attempt does not count.
-    Waiting(Vec<JobSpec>),
+    /// `unit` names what one child stands for in the parent's progress
+    /// ("benchmarks done 2/3").
+    Waiting {
+        children: Vec<JobSpec>,
+        unit: &'static str,
+    },
 }
 
 /// Writes an attempt's outcome. Returns false when the lease was lost, in
@@ -364,7 +369,7 @@ pub async fn finish(
         tx.rollback().await?;
         return Ok(false);
     };
-    let mut children = Vec::new();
+    let (mut children, mut children_unit) = (Vec::new(), None);
     let (state, result, error, delay, attempt_delta): (
         JobState,
         Option<Value>,
@@ -381,15 +386,19 @@ pub async fn finish(
             Duration::ZERO,
             0,
         ),
-        Outcome::Waiting(_) if cancel_requested => (
+        Outcome::Waiting { .. } if cancel_requested => (
             JobState::Cancelled,
             None,
             Some("cancelled".into()),
             Duration::ZERO,
             0,
         ),
-        Outcome::Waiting(specs) => {
+        Outcome::Waiting {
+            children: specs,
+            unit,
+        } => {
             children = specs;
+            children_unit = Some(unit);
             (JobState::Waiting, None, None, Duration::ZERO, -1)
         }
         Outcome::Released => (JobState::Queued, None, None, Duration::ZERO, -1),
@@ -413,7 +422,8 @@ pub async fn finish(
            run_at = now() + make_interval(secs => $5), attempt = attempt + $6, \
            progress = CASE WHEN $2 = 'succeeded' THEN 1 ELSE progress END, \
            worker_id = NULL, lease_expires_at = NULL, updated_at = now(), \
-           finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN now() END \
+           finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN now() END, \
+           children_unit = coalesce($7, children_unit) \
          WHERE id = $1",
     )
     .bind(lease.job_id)
@@ -422,6 +432,7 @@ pub async fn finish(
     .bind(&error)
     .bind(delay.as_secs_f64())
     .bind(attempt_delta)
+    .bind(children_unit)
     .execute(&mut *tx)
     .await?;
     let waiting_msg = (state == JobState::Waiting).then(|| {
@@ -504,22 +515,16 @@ async fn child_finished(conn: &mut PgConnection, parent: Uuid) -> Result<()> {
     .fetch_one(&mut *conn)
     .await?;
     let fraction = done as f64 / total.max(1) as f64;
-    let waiting_kind: Option<String> = sqlx::query_scalar(
+    let unit: Option<String> = sqlx::query_scalar(
         "UPDATE jobs SET progress = greatest(progress, $2), updated_at = now() \
-         WHERE id = $1 AND state = 'waiting' RETURNING kind",
+         WHERE id = $1 AND state = 'waiting' RETURNING coalesce(children_unit, 'child jobs')",
     )
     .bind(parent)
     .bind(fraction)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some(kind) = waiting_kind {
-        // A score job's children are its benchmarks, one each.
-        let what = if kind == "score" {
-            "benchmarks"
-        } else {
-            "child jobs"
-        };
-        let msg = format!("{what} done {done}/{total}");
+    if let Some(unit) = unit {
+        let msg = format!("{unit} done {done}/{total}");
         insert_event(conn, parent, "progress", None, Some(fraction), Some(&msg)).await?;
         wake_if_children_final(conn, parent).await?;
     }

@@ -454,11 +454,17 @@ async fn a_fanned_out_job_waits_without_a_slot_and_collects_when_children_are_fi
         .unwrap();
     let p = claim_one(&pool, "w1").await;
     let children = vec![JobSpec::Noop(NoopSpec::default()); 2];
-    assert!(
-        queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
-            .await
-            .unwrap()
-    );
+    assert!(queue::finish(
+        &pool,
+        &p.lease,
+        Outcome::Waiting {
+            children,
+            unit: "child jobs"
+        },
+        &cfg()
+    )
+    .await
+    .unwrap());
     let waiting = svc.get_job(&callers[0], parent.id).await.unwrap();
     assert_eq!(waiting.state, JobState::Waiting);
     assert_eq!(waiting.attempt, 0, "a fan-out does not use up an attempt");
@@ -529,9 +535,17 @@ async fn cancelling_a_waiting_parent_cancels_its_children(pool: PgPool) {
     let (parent, _) = svc.submit_job(&callers[0], noop(None, None)).await.unwrap();
     let p = claim_one(&pool, "w1").await;
     let children = vec![JobSpec::Noop(NoopSpec::default()); 2];
-    queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
-        .await
-        .unwrap();
+    queue::finish(
+        &pool,
+        &p.lease,
+        Outcome::Waiting {
+            children,
+            unit: "child jobs",
+        },
+        &cfg(),
+    )
+    .await
+    .unwrap();
     let running = claim_one(&pool, "w2").await;
     let job = svc.cancel_job(&callers[0], parent.id).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
@@ -549,7 +563,10 @@ async fn cancelling_a_waiting_parent_cancels_its_children(pool: PgPool) {
     queue::finish(
         &pool,
         &o.lease,
-        Outcome::Waiting(vec![JobSpec::Noop(NoopSpec::default())]),
+        Outcome::Waiting {
+            children: vec![JobSpec::Noop(NoopSpec::default())],
+            unit: "child jobs",
+        },
         &cfg(),
     )
     .await
@@ -569,7 +586,10 @@ async fn the_sweep_wakes_a_parent_whose_wake_up_was_missed(pool: PgPool) {
     queue::finish(
         &pool,
         &p.lease,
-        Outcome::Waiting(vec![JobSpec::Noop(NoopSpec::default())]),
+        Outcome::Waiting {
+            children: vec![JobSpec::Noop(NoopSpec::default())],
+            unit: "child jobs",
+        },
         &cfg(),
     )
     .await
@@ -601,9 +621,17 @@ async fn children_finishing_at_once_wake_their_parent_exactly_once(pool: PgPool)
         let p = claim_one(&pool, "w0").await;
         assert_eq!(p.lease.job_id, parent.id);
         let children = vec![JobSpec::Noop(NoopSpec::default()); 4];
-        queue::finish(&pool, &p.lease, Outcome::Waiting(children), &cfg())
-            .await
-            .unwrap();
+        queue::finish(
+            &pool,
+            &p.lease,
+            Outcome::Waiting {
+                children,
+                unit: "child jobs",
+            },
+            &cfg(),
+        )
+        .await
+        .unwrap();
         let mut claimed = Vec::new();
         for w in 0..4 {
             claimed.push(claim_one(&pool, &format!("w{w}")).await);

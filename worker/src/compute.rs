@@ -55,3 +55,23 @@ impl ComputeThread {
         }
     }
 }
+
+/// libtorch's thread team at every core until dropped, then back to the
+/// slot's count (also when the scope unwinds). Forward passes are few large
+/// ops that a team runs well, unlike the metrics' many small ones.
+pub struct EveryCore(i32);
+
+impl EveryCore {
+    pub fn for_this_scope() -> EveryCore {
+        let metric_threads = tch::get_num_threads();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        tch::set_num_threads(cores.max(metric_threads));
+        EveryCore(metric_threads)
+    }
+}
+
+impl Drop for EveryCore {
+    fn drop(&mut self) {
+        tch::set_num_threads(self.0);
+    }
+}

@@ -186,6 +186,6 @@ fn outcome_label(o: &Outcome) -> &'static str {
         Outcome::Fatal(_) => "failed",
         Outcome::Cancelled => "cancelled",
         Outcome::Released => "released",
-        Outcome::Waiting(_) => "waiting for child jobs",
+        Outcome::Waiting { .. } => "waiting for child jobs",
     }
 }

@@ -26,6 +26,15 @@ async fn send(_srv: &TestServer, key: &str, req: reqwest::RequestBuilder) -> (u1
     (s, r.json().await.unwrap_or(Value::Null))
 }
 
+/// Registers the fixture CNN (`name=cnn`, 16×16 RGB images).
+async fn dict_cnn(srv: &TestServer, key: &str) -> (u16, Value) {
+    let query = format!(
+        "name=cnn&{}",
+        input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
+    );
+    torchscript(srv, key, &query, file("dict_cnn.pt")).await
+}
+
 async fn torchscript(srv: &TestServer, key: &str, query: &str, body: Vec<u8>) -> (u16, Value) {
     let req = srv
         .client
@@ -254,16 +263,7 @@ async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(po
     let srv = common::start(&pool, |_| {}).await;
     let (_, key) = srv.lab("recover").await;
     let bench = recovery_benchmark(&srv, &key, "recover", file("recovery_recording.npy")).await;
-    let (s, m) = torchscript(
-        &srv,
-        &key,
-        &format!(
-            "name=cnn&{}",
-            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
-        ),
-        file("dict_cnn.pt"),
-    )
-    .await;
+    let (s, m) = dict_cnn(&srv, &key).await;
     assert_eq!(s, 201, "{m}");
     let model = m["id"].as_str().unwrap();
     let r = score(
@@ -685,16 +685,7 @@ async fn score_jobs_are_validated_at_submit(pool: PgPool) {
         file("tuple_mlp.pt"),
     )
     .await;
-    let (_, cnn) = torchscript(
-        &srv,
-        &key,
-        &format!(
-            "name=cnn&{}",
-            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
-        ),
-        file("dict_cnn.pt"),
-    )
-    .await;
+    let (_, cnn) = dict_cnn(&srv, &key).await;
     for (spec, fragment) in [
         (
             json!({"kind": "score", "model": mlp["id"], "benchmarks": [bench]}),
@@ -780,16 +771,7 @@ async fn a_recording_with_masked_trials_is_scored(pool: PgPool) {
     )
     .await;
     assert_eq!(s, 201, "{b}");
-    let (_, m) = torchscript(
-        &srv,
-        &key,
-        &format!(
-            "name=cnn&{}",
-            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
-        ),
-        file("dict_cnn.pt"),
-    )
-    .await;
+    let (_, m) = dict_cnn(&srv, &key).await;
     let r = score(
         &srv,
         &key,
@@ -812,16 +794,7 @@ async fn a_score_job_over_the_memory_limit_is_refused_at_submit(pool: PgPool) {
     let srv = common::start(&pool, |c| c.service.max_compute_bytes = 512 << 10).await;
     let (_, key) = srv.lab("memlab").await;
     let bench = recovery_benchmark(&srv, &key, "memlab", file("recovery_recording.npy")).await;
-    let (_, cnn) = torchscript(
-        &srv,
-        &key,
-        &format!(
-            "name=cnn&{}",
-            input(json!({"kind": "images", "size": [16, 16], "channels": 3}))
-        ),
-        file("dict_cnn.pt"),
-    )
-    .await;
+    let (_, cnn) = dict_cnn(&srv, &key).await;
     let jobs_before: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs")
         .fetch_one(&pool)
         .await

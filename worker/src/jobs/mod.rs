@@ -131,9 +131,13 @@ impl JobContext {
 /// Where an attempt got to: done with an output, or fanned out.
 pub enum Step<T> {
     Done(T),
-    /// Wait for child jobs: these new ones (none when they already exist);
-    /// the job runs again once every child is final.
-    WaitFor(Vec<neuralign_core::model::JobSpec>),
+    /// Wait for child jobs: these new ones (none when they already exist),
+    /// each one `unit` of the work as the parent's progress counts them
+    /// ("benchmarks"); the job runs again once every child is final.
+    WaitFor {
+        children: Vec<neuralign_core::model::JobSpec>,
+        unit: &'static str,
+    },
 }
 
 pub trait JobKind {
@@ -160,7 +164,7 @@ async fn run_kind<K: JobKind>(ctx: JobContext, spec: Value) -> Outcome {
         Err(e) => return Outcome::Fatal(format!("spec: {e}")),
     };
     match K::run(ctx, spec).await {
-        Ok(Step::WaitFor(children)) => Outcome::Waiting(children),
+        Ok(Step::WaitFor { children, unit }) => Outcome::Waiting { children, unit },
         Ok(Step::Done(out)) => match serde_json::to_value(out) {
             Ok(v) => Outcome::Succeeded(v),
             Err(e) => Outcome::Fatal(format!("result could not be encoded: {e}")),

@@ -178,7 +178,7 @@ impl JobKind for Score {
         let outcomes = if spec.benchmarks.len() > 1 {
             match fan_out(&ctx, &spec, &model).await? {
                 Step::Done(outcomes) => outcomes,
-                Step::WaitFor(children) => return Ok(Step::WaitFor(children)),
+                Step::WaitFor { children, unit } => return Ok(Step::WaitFor { children, unit }),
             }
         } else {
             let loader = load(&ctx, &model).await?;
@@ -247,6 +247,9 @@ async fn load(ctx: &JobContext, model: &Model) -> Result<Arc<Loader>, JobError> 
     }))
 }
 
+/// What one child of a fanned-out score job stands for in its progress.
+const BENCHMARKS: &str = "benchmarks";
+
 /// Several benchmarks: the first attempt extracts the activations of every
 /// distinct stimulus set once (so the children all read the cache) and
 /// fans out one single-benchmark child job per benchmark, which any worker
@@ -284,8 +287,9 @@ async fn fan_out(
                 Err(other) => return Err(other),
             }
         }
-        return Ok(Step::WaitFor(
-            spec.benchmarks
+        return Ok(Step::WaitFor {
+            children: spec
+                .benchmarks
                 .iter()
                 .map(|b| {
                     JobSpec::Score(ScoreSpec {
@@ -294,10 +298,14 @@ async fn fan_out(
                     })
                 })
                 .collect(),
-        ));
+            unit: BENCHMARKS,
+        });
     }
     if children.iter().any(|c| !c.state.is_final()) {
-        return Ok(Step::WaitFor(Vec::new()));
+        return Ok(Step::WaitFor {
+            children: Vec::new(),
+            unit: BENCHMARKS,
+        });
     }
     let mut unused = children;
     let outcomes = spec
@@ -423,12 +431,8 @@ async fn activations(
                     batch_size: batch,
                     batch_budget: budget,
                 };
-                // Forward passes are few large ops that a thread team runs
-                // well, unlike the metrics' many small ones (see compute.rs).
-                let metric_threads = tch::get_num_threads();
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-                tch::set_num_threads(cores.max(metric_threads));
-                let extracted = loader.with(|m| {
+                let _threads = crate::compute::EveryCore::for_this_scope();
+                let (layers, _) = loader.with(|m| {
                     extract(m, &stimuli, &spec_in, &opts, &mut |done, n| {
                         if c.cancel.is_cancelled() {
                             return Err(EngineError::Cancelled);
@@ -439,9 +443,7 @@ async fn activations(
                         );
                         Ok(())
                     })
-                });
-                tch::set_num_threads(metric_threads);
-                let (layers, _) = extracted?;
+                })?;
                 layers
                     .into_iter()
                     .map(|(name, t)| npy_f32(&t).map(|(b, s)| (name, t, b, s)))
@@ -627,15 +629,38 @@ async fn score_benchmark(
     })
 }
 
-/// The layer's activations in the form the pipeline scores against `rec`:
-/// sequences (N × T × H) per time bin when the recording has T bins, their
-/// last step otherwise.
-fn as_model_side(a: &Tensor, rec: &Tensor) -> Tensor {
+/// The layer's activations (whole stimulus set) in the form the pipeline
+/// scores against `rec`: float64 on its device, one row per recording
+/// stimulus (`idx` into the set); sequences (N × T × H) per time bin when
+/// the recording has T bins, their last step otherwise.
+fn as_model_side(a: &Tensor, idx: &Tensor, rec: &Tensor) -> Tensor {
+    let a = a
+        .to_device(rec.device())
+        .to_kind(Kind::Double)
+        .index_select(0, idx);
     match (a.dim(), rec.dim()) {
         (3, 4) if a.size()[1] == rec.size()[3] => a.permute([0, 2, 1]).unsqueeze(0),
         (3, _) => a.select(1, a.size()[1] - 1),
-        _ => a.shallow_clone(),
+        _ => a,
     }
+}
+
+/// The stimulus axis of a model-side tensor (bins × N × D when 4-D after
+/// `as_model_side`'s permute and unsqueeze).
+fn stimulus_axis(a: &Tensor) -> i64 {
+    if a.dim() == 4 {
+        1
+    } else {
+        0
+    }
+}
+
+/// The per-neuron held-out r a mapping metric reports in its details.
+fn per_neuron_r(r: &pipeline::MetricResult) -> Option<Vec<f64>> {
+    r.details
+        .as_ref()
+        .and_then(|d| d.get("per_neuron_r"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 type Rows = Vec<(NewScore, Option<Vec<f64>>)>;
@@ -691,13 +716,8 @@ fn score_layers(
     let rec_sel = rec.index_select(1, &sel);
     let nl = layers.len();
     for (k, (name, a)) in layers.iter().enumerate() {
-        let a = as_model_side(
-            &a.to_device(device)
-                .to_kind(Kind::Double)
-                .index_select(0, idx),
-            rec,
-        );
-        let a_sel = a.index_select(if a.dim() == 4 { 1 } else { 0 }, &sel);
+        let a = as_model_side(a, idx, rec);
+        let a_sel = a.index_select(stimulus_axis(&a), &sel);
         let v = run(&a_sel, &rec_sel, &plain)
             .map(|r| mean(&r))
             .map_err(|e| EngineError::invalid(format!("layer {name}: {e}")))?;
@@ -713,13 +733,8 @@ fn score_layers(
     // 2. Report half: the selected layer with ceiling and interval, then the curve.
     let rec_rep = rec.index_select(1, &rep);
     let prep = |a: &Tensor| {
-        let a = as_model_side(
-            &a.to_device(device)
-                .to_kind(Kind::Double)
-                .index_select(0, idx),
-            rec,
-        );
-        a.index_select(if a.dim() == 4 { 1 } else { 0 }, &rep)
+        let a = as_model_side(a, idx, rec);
+        a.index_select(stimulus_axis(&a), &rep)
     };
     let full = ComparePlan {
         metrics: &metrics,
@@ -754,14 +769,7 @@ fn score_layers(
             let normalized = c
                 .zip(ceiling)
                 .map(|(c, spec)| spec.normalization.apply(r.value, c));
-            let per_neuron = (k == best)
-                .then(|| {
-                    r.details
-                        .as_ref()
-                        .and_then(|d| d.get("per_neuron_r"))
-                        .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
-                })
-                .flatten();
+            let per_neuron = (k == best).then(|| per_neuron_r(&r)).flatten();
             rows.push((
                 NewScore {
                     layer: name.clone(),
@@ -861,16 +869,8 @@ fn score_layers_nested(
         };
     let model_side: Vec<Tensor> = layers
         .iter()
-        .map(|(_, a)| {
-            as_model_side(
-                &a.to_device(device)
-                    .to_kind(Kind::Double)
-                    .index_select(0, idx),
-                rec,
-            )
-        })
+        .map(|(_, a)| as_model_side(a, idx, rec))
         .collect();
-    let stimulus_axis = |a: &Tensor| if a.dim() == 4 { 1 } else { 0 };
     let indices = |v: &[u64]| {
         Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device)
     };
@@ -959,13 +959,8 @@ fn score_layers_nested(
     let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     // Per-neuron values of the selected layer over every split.
     let per_neuron = run(metric, &model_side[selected], rec)?
-        .into_iter()
-        .map(|r| {
-            r.details
-                .as_ref()
-                .and_then(|d| d.get("per_neuron_r"))
-                .and_then(|v| serde_json::from_value::<Vec<f64>>(v.clone()).ok())
-        })
+        .iter()
+        .map(per_neuron_r)
         .collect::<Vec<_>>();
     let seeds = json!({
         "metric": metric.options_json(),
