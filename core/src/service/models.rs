@@ -455,15 +455,7 @@ impl Service {
 
     /// A ready model of the caller's lab, for scoring.
     pub async fn ready_model(&self, lab_id: Uuid, id: Uuid) -> Result<Model> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM models WHERE id = $1 AND lab_id = $2"
-        ))
-        .bind(id)
-        .bind(lab_id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or_else(|| Error::not_found("model", id))?;
-        let m = from_row(&row)?;
+        let m = self.lab_model(lab_id, id).await?;
         if m.state != "ready" {
             return Err(Error::new(
                 ErrorCode::FailedPrecondition,
