@@ -925,6 +925,21 @@ async fn models_and_scores_over_grpc(pool: PgPool) {
         .unwrap()
         .into_inner();
     assert_eq!(map.regions[0].layer, "relu2");
+    // The score job stored it; the artifact reads back by its id.
+    assert!(!map.id.is_empty() && !map.job_id.is_empty(), "{map:?}");
+    let artifact = models
+        .get_region_map_artifact(v1::GetByIdRequest { id: map.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(artifact, map);
+    let missing = models
+        .get_region_map_artifact(v1::GetByIdRequest {
+            id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
     srv.stop().await;
 }
 
