@@ -590,6 +590,15 @@ async fn bad_input_gets_a_clear_error_and_stores_nothing(pool: PgPool) {
     )
     .await;
     expect_error(
+        metric_error(json!([{"id": "ridge", "options": {"inner": "gcv"}}]))
+            .await
+            .unwrap(),
+        400,
+        "invalid_argument",
+        "metrics[0].options.inner",
+    )
+    .await;
+    expect_error(
         metric_error(json!([{"id": "rsa", "options": {"colour": 1}}]))
             .await
             .unwrap(),
