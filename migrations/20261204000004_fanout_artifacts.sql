@@ -6,8 +6,6 @@
 -- depends on the recording and the benchmark alone, never on the model.
 
 ALTER TABLE jobs ADD COLUMN parent_id uuid REFERENCES jobs (id) ON DELETE CASCADE;
--- What one child of a waiting job stands for ("benchmarks"), for its progress.
-ALTER TABLE jobs ADD COLUMN children_unit text;
 CREATE INDEX jobs_children ON jobs (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX jobs_waiting ON jobs (id) WHERE state = 'waiting';
 ALTER TABLE jobs DROP CONSTRAINT jobs_state_check;
