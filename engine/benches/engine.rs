@@ -156,6 +156,51 @@ fn main() {
             let r = pipeline::run(&x, &y, &plan, &mut |_, _| Ok(())).unwrap();
             json!({"linear": r[0].value, "unbiased": r[1].value, "compute_s": t.elapsed().as_secs_f64()})
         }
+        // The metric work of the end-to-end score benchmark's children on a
+        // cached re-score: every layer on both halves, per metric
+        // (inputs from bench/score_layers.py).
+        "score_layers" => {
+            // One thread, as each of the worker's slots runs its metrics.
+            tch::set_num_threads(1);
+            tch::manual_seed(0);
+            let rec = load(dir, "rec");
+            let n = rec.size()[1];
+            let perm = Tensor::randperm(n, (Kind::Int64, Device::Cpu));
+            let halves = [perm.slice(0, 0, n / 2, 1), perm.slice(0, n / 2, n, 1)];
+            let layers: Vec<Tensor> = ["relu1", "relu2", "relu3", "relu4", "relu5"]
+                .iter()
+                .map(|l| load(dir, l))
+                .collect();
+            let mut times = serde_json::Map::new();
+            for (name, m) in [
+                ("ridge", metric("ridge", json!({"inner": "loo"}))),
+                ("rsa", metric("rsa", json!({}))),
+                ("linear_cka", metric("linear_cka", json!({}))),
+            ] {
+                let plan = pipeline::ComparePlan {
+                    metrics: std::slice::from_ref(&m),
+                    bootstrap: None,
+                    permutation: None,
+                    ceiling: None,
+                    reduce: None,
+                };
+                let t = Instant::now();
+                let mut values = Vec::new();
+                for half in &halves {
+                    let b = rec.index_select(1, half);
+                    for a in &layers {
+                        let r =
+                            pipeline::run(&a.index_select(0, half), &b, &plan, &mut |_, _| Ok(()));
+                        values.push(r.unwrap()[0].value);
+                    }
+                }
+                times.insert(
+                    name.into(),
+                    json!({"seconds": t.elapsed().as_secs_f64(), "values": values}),
+                );
+            }
+            serde_json::Value::Object(times)
+        }
         other => panic!("unknown workload {other}"),
     };
     let mut out = out;

@@ -47,6 +47,9 @@ impl<'a> Design<'a> {
 /// centered Gram (kernel form) or covariance (feature form).
 struct Fit {
     train: Tensor,
+    /// The eigenvalues λ kept (k).
+    lambda: Tensor,
+    alphas: Tensor,
     /// Kernel form: U (m × k); feature form: V (p × k).
     basis: Tensor,
     /// k × n_alphas: 1 / (λ + α).
@@ -99,6 +102,8 @@ fn fit(d: &Design, y: &Tensor, train: &Tensor, alphas: &Tensor) -> Result<Fit> {
     let shrink = (lambda.unsqueeze(1) + alphas.unsqueeze(0)).reciprocal();
     Ok(Fit {
         train: train.shallow_clone(),
+        lambda,
+        alphas: alphas.shallow_clone(),
         basis,
         shrink,
         uty,
@@ -123,40 +128,74 @@ impl Fit {
         proj.unsqueeze(0).matmul(&scaled) + self.y_mean.unsqueeze(0)
     }
 
-    /// Per alpha and neuron, the mean squared leave-one-out error on the
-    /// training rows (n_alphas × q), in closed form: with the hat matrix
-    /// H_α = 11ᵀ/m + X_c (X_cᵀX_c + αI)⁻¹ X_cᵀ (the intercept unpenalized),
-    /// the LOO residual of row i is (y_i − ŷ_i) / (1 − H_α,ii). This is the
-    /// criterion of scikit-learn's `RidgeCV(alpha_per_target=True)`.
-    fn loo_errors(&self, d: &Design, y: &Tensor) -> Tensor {
-        let proj = self.project(d, &self.train); // m × k
+    /// Per neuron, the index of the alpha with the least mean squared
+    /// leave-one-out error on the training rows (the first, on exact ties),
+    /// in closed form: with the hat matrix H_α = 11ᵀ/m + X_c (X_cᵀX_c + αI)⁻¹
+    /// X_cᵀ (the intercept unpenalized), the LOO residual of row i is
+    /// (y_i − ŷ_i) / (1 − H_α,ii). This is the criterion of scikit-learn's
+    /// `RidgeCV(alpha_per_target=True)`.
+    ///
+    /// With U the orthonormal basis of the centered design's column space
+    /// and Q = Uᵀy_c, the residual is y⊥ + U diag(α / (λ + α)) Q, where
+    /// y⊥ = y_c − U Q is computed once in float64. The per-alpha term, the
+    /// one product of this size per alpha (most of ridge's time), is
+    /// computed in float32: no cancellation against y_c happens in it, so
+    /// its rounding is relative to the residual itself. Neurons whose two
+    /// least errors are closer than that rounding can account for are
+    /// recomputed in float64, so the choice is the float64 one.
+    fn loo_best(&self, d: &Design, y: &Tensor) -> Tensor {
         let m = self.train.size()[0] as f64;
-        // Leverage per eigen-direction: feature form (X_c v_k)² / (λ + α);
-        // kernel form u_k² λ / (λ + α), with proj = U Λ.
-        let lever = match &d.gram {
-            Some(_) => &proj * &self.basis,
-            None => proj.square(),
+        let (u, coords) = match &d.gram {
+            // Kernel form: the basis is U, and uty = Uᵀy_c.
+            Some(_) => (self.basis.shallow_clone(), self.uty.shallow_clone()),
+            // Feature form: proj = X_c V = U Λ^½, uty = Λ^½ Uᵀy_c.
+            None => {
+                let root = self.lambda.sqrt();
+                let proj = self.project(d, &self.train);
+                (proj / &root, &self.uty / root.unsqueeze(1))
+            }
         };
-        let h = lever.matmul(&self.shrink) + 1.0 / m; // m × a
-        let yc = y.index_select(0, &self.train) - &self.y_mean;
-        // Weights of the squared residuals: 1 / (m (1 − h)²), m × a.
+        // Leverage per eigen-direction: u_k² λ / (λ + α).
+        let h = (u.square() * self.lambda.unsqueeze(0)).matmul(&self.shrink) + 1.0 / m; // m × a
         let keep: Tensor = 1.0 - h;
-        let weights = keep.square().reciprocal() / m;
-        // One alpha at a time, three passes over an m × q block (a fused
-        // residual, its square, a weighted sum), where one a × m × q tensor
-        // through every elementwise step was memory-bound.
-        let per_alpha: Vec<Tensor> = (0..self.shrink.size()[1])
-            .map(|i| {
-                let neg_coef = -(self.shrink.select(1, i).unsqueeze(1) * &self.uty);
-                let resid = yc.addmm(&proj, &neg_coef);
-                weights
-                    .select(1, i)
-                    .unsqueeze(0)
-                    .matmul(&resid.square())
-                    .squeeze_dim(0)
-            })
-            .collect();
-        Tensor::stack(&per_alpha, 0)
+        let weights = keep.square().reciprocal() / m; // m × a
+        let yc = y.index_select(0, &self.train) - &self.y_mean;
+        let y_perp = &yc - u.matmul(&coords); // m × q
+                                              // α / (λ + α), k × a.
+        let spared = &self.shrink * self.alphas.unsqueeze(0);
+        let errors = loo_errors(&u, &coords, &y_perp, &spared, &weights, Kind::Float);
+        let best = errors.argmin(0, false);
+        let a = spared.size()[1];
+        if a < 2 {
+            return best;
+        }
+        // Higham's bound for a k-term float32 inner product (k u |A||B|),
+        // with the conversions, the square and the weighted sum, times the
+        // spread of the LOO weights (the weighted sum does not keep y⊥ and
+        // the per-alpha term orthogonal), and a factor 4 to spare.
+        let k = u.size()[1] as f64;
+        let spread = (weights.amax(0, false) / weights.amin(0, false))
+            .max()
+            .double_value(&[])
+            .sqrt();
+        let rel = 4.0 * (k + 8.0) * f32::EPSILON as f64 / 2.0 * spread;
+        let two = errors.topk(2, 0, false, true).0;
+        let close = (two.get(1) - two.get(0))
+            .le_tensor(&(two.get(0) * rel))
+            .nonzero()
+            .squeeze_dim(1);
+        if close.size()[0] == 0 {
+            return best;
+        }
+        let exact = loo_errors(
+            &u,
+            &coords.index_select(1, &close),
+            &y_perp.index_select(1, &close),
+            &spared,
+            &weights,
+            Kind::Double,
+        );
+        best.index_copy(0, &close, &exact.argmin(0, false))
     }
 
     /// Predictions with a per-neuron alpha index: n_rows × q.
@@ -165,6 +204,49 @@ impl Fit {
             .matmul(&(self.shrink.index_select(1, best) * &self.uty))
             + &self.y_mean
     }
+}
+
+/// Mean squared leave-one-out errors (a × q, float64) of the residuals
+/// y⊥ + U diag(spared_α) Q, rows weighted by `weights` (m × a), with the
+/// per-alpha products in `kind`, over blocks of neurons that keep the
+/// a × block × m tensor near 64 MiB.
+fn loo_errors(
+    u: &Tensor,
+    coords: &Tensor,
+    y_perp: &Tensor,
+    spared: &Tensor,
+    weights: &Tensor,
+    kind: Kind,
+) -> Tensor {
+    let (m, k) = (u.size()[0], u.size()[1]);
+    let (q, a) = (coords.size()[1], spared.size()[1]);
+    let width = if kind == Kind::Float { 4 } else { 8 };
+    let block = ((64 << 20) / (a * m * width).max(1)).clamp(1, q.max(1));
+    let ut = u.transpose(0, 1).to_kind(kind).contiguous(); // k × m
+    let w = weights
+        .transpose(0, 1)
+        .to_kind(kind)
+        .unsqueeze(2)
+        .contiguous(); // a × m × 1
+    let spared = spared.transpose(0, 1).to_kind(kind).unsqueeze(1); // a × 1 × k
+    let mut parts = Vec::new();
+    for j0 in (0..q).step_by(block as usize) {
+        let b = block.min(q - j0);
+        let coef = &spared
+            * coords
+                .slice(1, j0, j0 + b, 1)
+                .transpose(0, 1)
+                .to_kind(kind)
+                .unsqueeze(0);
+        let mut t = coef.reshape([a * b, k]).matmul(&ut).reshape([a, b, m]);
+        let _ = t.g_add_(&y_perp.slice(1, j0, j0 + b, 1).transpose(0, 1).to_kind(kind));
+        let _ = t.square_();
+        parts.push(t.bmm(&w).squeeze_dim(2));
+    }
+    if parts.is_empty() {
+        return Tensor::zeros([a, 0], (Kind::Double, u.device()));
+    }
+    Tensor::cat(&parts, 1).to_kind(Kind::Double)
 }
 
 pub fn ridge(
@@ -216,7 +298,7 @@ pub fn ridge(
                 inner_score.argmax(0, false) // first maximum, as numpy
             }
             // Least LOO error: the first minimum, as RidgeCV's strict update.
-            RidgeInner::Loo => f.loo_errors(&design, y).neg().argmax(0, false),
+            RidgeInner::Loo => f.loo_best(&design, y),
         };
         alpha_votes += best
             .one_hot(o.alphas.len() as i64)
