@@ -29,6 +29,14 @@ pub struct WorkerConfig {
     /// slower with 2 threads than with 1).
     #[arg(long = "compute-threads", env = "NEURALIGN_COMPUTE_THREADS")]
     pub compute_threads: Option<usize>,
+    /// Memory for arrays decoded lately (activations, recordings), kept
+    /// across jobs by blob id, in MiB; 0 turns it off.
+    #[arg(
+        long = "tensor-cache-mib",
+        env = "NEURALIGN_WORKER_TENSOR_CACHE_MIB",
+        default_value_t = 512
+    )]
+    pub tensor_cache_mib: u64,
     /// A name for this worker in job events; defaults to host:pid.
     #[arg(long = "worker-id", env = "NEURALIGN_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -51,6 +59,7 @@ impl Default for WorkerConfig {
                 .map(String::from)
                 .to_vec(),
             compute_threads: None,
+            tensor_cache_mib: 512,
             worker_id: None,
             drain_ms: 20_000,
         }

@@ -8,6 +8,7 @@ pub mod compute;
 pub mod config;
 pub mod jobs;
 pub mod runner;
+pub mod tensor_cache;
 
 pub use config::WorkerConfig;
 pub use runner::{spawn_reaper, spawn_workers};

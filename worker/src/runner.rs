@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::WorkerConfig;
 use crate::jobs::{run_claimed, JobContext};
+use crate::tensor_cache::TensorCache;
 
 /// Starts `cfg.concurrency` worker slots; they end after `shutdown`.
 pub fn spawn_workers(
@@ -24,11 +25,13 @@ pub fn spawn_workers(
 ) -> Vec<JoinHandle<()>> {
     let worker_id = cfg.worker_id();
     tracing::info!(worker_id, ?device, concurrency = cfg.concurrency, kinds = ?cfg.kinds, "worker starting");
+    let tensors = std::sync::Arc::new(TensorCache::new(cfg.tensor_cache_mib << 20));
     (0..cfg.concurrency)
         .map(|slot| {
             let (svc, cfg, shutdown) = (service.clone(), cfg.clone(), shutdown.clone());
             let id = format!("{worker_id}/{slot}");
-            tokio::spawn(async move { slot_loop(svc, cfg, id, device, shutdown).await })
+            let tensors = tensors.clone();
+            tokio::spawn(async move { slot_loop(svc, cfg, id, device, tensors, shutdown).await })
         })
         .collect()
 }
@@ -58,6 +61,7 @@ async fn slot_loop(
     cfg: WorkerConfig,
     worker_id: String,
     device: tch::Device,
+    tensors: std::sync::Arc<TensorCache>,
     shutdown: CancellationToken,
 ) {
     let mut wake = svc.notifications().jobs.subscribe();
@@ -67,7 +71,7 @@ async fn slot_loop(
     )));
     while !shutdown.is_cancelled() {
         match queue::claim(svc.pool(), &worker_id, &cfg.kinds, svc.config().lease()).await {
-            Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &shutdown).await,
+            Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &tensors, &shutdown).await,
             Ok(None) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -93,6 +97,7 @@ async fn execute(
     job: ClaimedJob,
     device: tch::Device,
     compute: &std::sync::Arc<crate::compute::ComputeThread>,
+    tensors: &std::sync::Arc<TensorCache>,
     shutdown: &CancellationToken,
 ) {
     let lease = job.lease.clone();
@@ -144,6 +149,7 @@ async fn execute(
         cancel: cancel.clone(),
         progress: progress_tx,
         compute: compute.clone(),
+        tensors: tensors.clone(),
     };
     let mut run = std::pin::pin!(run_claimed(&job.kind, ctx, job.spec.clone()));
     let outcome = tokio::select! {

@@ -289,7 +289,8 @@ impl Service {
         Ok(row.map(|r| r.try_get("blob_id")).transpose()?)
     }
 
-    /// Stores one layer's activations (an `.npy`) under `key`.
+    /// Stores one layer's activations (an `.npy`) under `key`; returns the
+    /// id of the blob that holds them.
     #[allow(clippy::too_many_arguments)]
     pub async fn store_activation(
         &self,
@@ -328,9 +329,13 @@ impl Service {
         .bind(preprocessing)
         .execute(&mut *tx)
         .await?;
+        let blob: Uuid = sqlx::query_scalar("SELECT blob_id FROM arrays WHERE id = $1")
+            .bind(array.id)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         writer.committed();
-        Ok(array.id)
+        Ok(blob)
     }
 
     /// Stores a small float64 array (per-neuron values) and returns its id.

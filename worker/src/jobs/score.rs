@@ -112,8 +112,33 @@ fn sha(parts: &[&str]) -> String {
     hex::encode(h.finalize())
 }
 
-fn tensor_of(field: &str, bytes: &[u8]) -> Result<Tensor, EngineError> {
-    super::npy_tensor(field, bytes).map(|(_, t)| t)
+/// What a stored array is, which decides its decoded dtype.
+#[derive(Clone, Copy)]
+enum Stored {
+    /// Kept in their stored float32.
+    Activations,
+    /// Float64, as the metrics compute.
+    Recording,
+}
+
+/// A stored array as a tensor, from the worker's tensor cache when a job
+/// decoded it lately.
+async fn stored_tensor(ctx: &JobContext, what: Stored, blob: Uuid) -> Result<Tensor, JobError> {
+    if let Some(t) = ctx.tensors.get(blob) {
+        return Ok(t);
+    }
+    let bytes = read_all(ctx.service.pool(), blob).await?;
+    let t = ctx
+        .compute
+        .run(move || -> Result<Tensor, EngineError> {
+            Ok(match what {
+                Stored::Activations => super::npy_tensor_native("activations", &bytes)?.1,
+                Stored::Recording => super::npy_tensor("recording", &bytes)?.1,
+            })
+        })
+        .await??;
+    ctx.tensors.insert(blob, &t);
+    Ok(t)
 }
 
 fn npy_f32(t: &Tensor) -> Result<(Vec<u8>, Vec<u64>), EngineError> {
@@ -396,8 +421,10 @@ async fn activations(
         } else {
             match svc.cached_activation(&key).await? {
                 Some(blob) => {
-                    let bytes = read_all(svc.pool(), blob).await?;
-                    found.insert(layer.clone(), tensor_of("activations", &bytes)?);
+                    found.insert(
+                        layer.clone(),
+                        stored_tensor(ctx, Stored::Activations, blob).await?,
+                    );
                 }
                 None => missing.push(layer.clone()),
             }
@@ -451,17 +478,21 @@ async fn activations(
             })
             .await??;
         for (name, t, npy, shape) in extracted {
-            svc.store_activation(
-                ctx.lab_id,
-                &keys[&name],
-                model.id,
-                input.stimulus_set_id,
-                &name,
-                &preprocessing,
-                npy,
-                &shape,
-            )
-            .await?;
+            let blob = svc
+                .store_activation(
+                    ctx.lab_id,
+                    &keys[&name],
+                    model.id,
+                    input.stimulus_set_id,
+                    &name,
+                    &preprocessing,
+                    npy,
+                    &shape,
+                )
+                .await?;
+            // As a reader of the blob would decode it: the stored float32.
+            let t = t.to_kind(Kind::Float);
+            ctx.tensors.insert(blob, &t);
             found.insert(name, t);
         }
     }
@@ -493,7 +524,7 @@ async fn score_benchmark(
     let estimate = svc.score_estimate(model, spec, &input)?;
     tracing::info!(job_id = %ctx.job_id, benchmark = reference, ?estimate, "scoring");
     let (layers, cache) = activations(ctx, spec, model, loader, &input, at, false).await?;
-    let rec_bytes = read_all(svc.pool(), input.recording_blob).await?;
+    let rec = stored_tensor(ctx, Stored::Recording, input.recording_blob).await?;
     let metric = Metric::parse("metric", &input.benchmark.metric)?;
     let ceiling = input.benchmark.ceiling.clone();
     let seed = input
@@ -531,8 +562,7 @@ async fn score_benchmark(
     let computed = ctx
         .compute
         .run(move || -> Result<_, EngineError> {
-            let rec = tensor_of("recording", &rec_bytes)?.to_device(c.device);
-            drop(rec_bytes);
+            let rec = rec.to_device(c.device);
             let rec = match &neurons {
                 Some(n) => rec.index_select(2, &Tensor::from_slice(n).to_device(c.device)),
                 None => rec,
