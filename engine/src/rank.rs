@@ -137,7 +137,7 @@ fn argsort(values: &[f64]) -> Vec<u32> {
     }
     let mut spare = items.clone();
     for (byte, c) in counts.iter().enumerate() {
-        if c.iter().any(|&n| n == items.len()) {
+        if c.contains(&items.len()) {
             continue;
         }
         let mut next = [0usize; 256];

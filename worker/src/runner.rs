@@ -26,12 +26,15 @@ pub fn spawn_workers(
     let worker_id = cfg.worker_id();
     tracing::info!(worker_id, ?device, concurrency = cfg.concurrency, kinds = ?cfg.kinds, "worker starting");
     let tensors = std::sync::Arc::new(TensorCache::new(cfg.tensor_cache_mib << 20));
+    let cores = crate::compute::Cores::of_this_machine();
     (0..cfg.concurrency)
         .map(|slot| {
             let (svc, cfg, shutdown) = (service.clone(), cfg.clone(), shutdown.clone());
             let id = format!("{worker_id}/{slot}");
-            let tensors = tensors.clone();
-            tokio::spawn(async move { slot_loop(svc, cfg, id, device, tensors, shutdown).await })
+            let (tensors, cores) = (tensors.clone(), cores.clone());
+            tokio::spawn(
+                async move { slot_loop(svc, cfg, id, device, tensors, cores, shutdown).await },
+            )
         })
         .collect()
 }
@@ -62,13 +65,14 @@ async fn slot_loop(
     worker_id: String,
     device: tch::Device,
     tensors: std::sync::Arc<TensorCache>,
+    cores: std::sync::Arc<crate::compute::Cores>,
     shutdown: CancellationToken,
 ) {
     let mut wake = svc.notifications().jobs.subscribe();
-    let compute = std::sync::Arc::new(crate::compute::ComputeThread::spawn(&format!(
-        "compute-{}",
-        worker_id.rsplit('/').next().unwrap_or("0")
-    )));
+    let compute = std::sync::Arc::new(crate::compute::ComputeThread::spawn(
+        &format!("compute-{}", worker_id.rsplit('/').next().unwrap_or("0")),
+        cores,
+    ));
     while !shutdown.is_cancelled() {
         match queue::claim(svc.pool(), &worker_id, &cfg.kinds, svc.config().lease()).await {
             Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &tensors, &shutdown).await,

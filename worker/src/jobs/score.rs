@@ -9,6 +9,7 @@
 //! reported as failed while the others go on.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use neuralign_core::blobs::read_all;
@@ -741,45 +742,111 @@ fn score_layers(
     let mean = |rs: &[pipeline::MetricResult]| {
         rs.iter().map(|r| r.value).sum::<f64>() / rs.len().max(1) as f64
     };
-    // 1. Selection: each layer on the selection half only.
-    let mut selection_values = Vec::with_capacity(layers.len());
+    // Every layer on both halves (the selection half chooses, the report
+    // half reports), and the ceiling when it is not stored yet: independent
+    // pieces, shared with a spare core when one is free. The widest layers
+    // go first, so the last pieces are short ones.
     let rec_sel = rec.index_select(1, &sel);
+    let rec_rep = rec.index_select(1, &rep);
     let nl = layers.len();
-    for (k, (name, a)) in layers.iter().enumerate() {
-        let a = as_model_side(a, idx, rec);
-        let a_sel = a.index_select(stimulus_axis(&a), &sel);
-        let v = run(&a_sel, &rec_sel, &plain)
-            .map(|r| mean(&r))
-            .map_err(|e| EngineError::invalid(format!("layer {name}: {e}")))?;
-        selection_values.push(v);
-        ctx.report(
-            at.at(0.5 + 0.25 * (k + 1) as f64 / nl as f64),
-            Some(format!("layers done {}/{nl} (selection)", k + 1)),
-        );
+    let mut pieces = Vec::with_capacity(2 * nl + 1);
+    if let (Some(spec), None) = (ceiling, &known_ceilings) {
+        pieces.push(Piece::Ceiling(spec, rec_rep.shallow_clone()));
     }
+    let mut widest: Vec<usize> = (0..nl).collect();
+    widest.sort_by_key(|&k| std::cmp::Reverse(layers[k].1.numel()));
+    for &k in &widest {
+        let a = as_model_side(&layers[k].1, idx, rec);
+        let axis = stimulus_axis(&a);
+        for (selection, half, b) in [(true, &sel, &rec_sel), (false, &rep, &rec_rep)] {
+            pieces.push(Piece::Layer {
+                selection,
+                k,
+                a: a.index_select(axis, half),
+                b: b.shallow_clone(),
+            });
+        }
+    }
+    let (total, finished) = (pieces.len(), AtomicUsize::new(0));
+    let (selected_done, reported_done) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let done = ctx.compute.cores().share(pieces, |piece| {
+        let out = match piece {
+            Piece::Ceiling(spec, b) => {
+                Done::Ceiling(pipeline::ceilings(metric, &b, spec, &mut || check(0, 0)))
+            }
+            Piece::Layer { selection, k, a, b } => {
+                let result = run(&a, &b, &plain);
+                let (count, phase) = if selection {
+                    (&selected_done, " (selection)")
+                } else {
+                    (&reported_done, "")
+                };
+                let count = count.fetch_add(1, Ordering::SeqCst) + 1;
+                ctx.report(
+                    at.at(0.5 + 0.5 * (finished.load(Ordering::SeqCst) + 1) as f64 / total as f64),
+                    Some(format!("layers done {count}/{nl}{phase}")),
+                );
+                Done::Layer {
+                    selection,
+                    k,
+                    result,
+                }
+            }
+        };
+        finished.fetch_add(1, Ordering::SeqCst);
+        out
+    });
+    let mut chosen_on: Vec<Option<Result<_, EngineError>>> = (0..nl).map(|_| None).collect();
+    let mut reported: Vec<Option<Result<_, EngineError>>> = (0..nl).map(|_| None).collect();
+    let mut fresh_ceilings = None;
+    for d in done {
+        match d {
+            Done::Ceiling(c) => fresh_ceilings = Some(c),
+            Done::Layer {
+                selection: true,
+                k,
+                result,
+            } => chosen_on[k] = Some(result),
+            Done::Layer {
+                selection: false,
+                k,
+                result,
+            } => reported[k] = Some(result),
+        }
+    }
+    // Errors in a fixed order: selection by layer, the ceiling, the report.
+    let mut selection_values = Vec::with_capacity(nl);
+    for (k, r) in chosen_on.into_iter().enumerate() {
+        let r = r.expect("every layer ran on the selection half");
+        selection_values.push(r.map(|r| mean(&r)).map_err(|e| match e {
+            EngineError::Invalid(m) => EngineError::invalid(format!("layer {}: {m}", layers[k].0)),
+            other => other,
+        })?);
+    }
+    let ceilings = match (ceiling, known_ceilings, fresh_ceilings) {
+        (None, _, _) => Vec::new(),
+        (Some(_), Some(known), _) => known,
+        (Some(_), None, fresh) => fresh.expect("the ceiling was a piece")?,
+    };
+    let mut reported = reported
+        .into_iter()
+        .map(|r| r.expect("every layer ran on the report half"))
+        .collect::<Result<Vec<_>, _>>()?;
     let best = best_layer(&selection_values, metric.direction() == "lower").ok_or_else(|| {
         EngineError::invalid("layers: no layer gave a finite score on the selection stimuli")
     })?;
-    // 2. Report half: the selected layer with ceiling and interval, then the curve.
-    let rec_rep = rec.index_select(1, &rep);
-    let prep = |a: &Tensor| {
-        let a = as_model_side(a, idx, rec);
-        a.index_select(stimulus_axis(&a), &rep)
-    };
-    let full = ComparePlan {
-        metrics: &metrics,
-        bootstrap,
-        permutation: None,
-        ceiling: None,
-        reduce,
-    };
-    let selected = run(&prep(&layers[best].1), &rec_rep, &full)?;
-    // The ceiling depends on the report half of the recording alone.
-    let ceilings = match (ceiling, known_ceilings) {
-        (None, _) => Vec::new(),
-        (Some(_), Some(known)) => known,
-        (Some(spec), None) => pipeline::ceilings(metric, &rec_rep, spec, &mut || check(0, 0))?,
-    };
+    // The selected layer's interval: the same value with a bootstrap.
+    if bootstrap.is_some() {
+        let full = ComparePlan {
+            metrics: &metrics,
+            bootstrap,
+            permutation: None,
+            ceiling: None,
+            reduce,
+        };
+        let a = as_model_side(&layers[best].1, idx, rec);
+        reported[best] = run(&a.index_select(stimulus_axis(&a), &rep), &rec_rep, &full)?;
+    }
     let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     let mut rows: Rows = Vec::new();
     let seeds = json!({
@@ -788,12 +855,7 @@ fn score_layers(
         "ceiling": ceiling.map(|c| json!({"seed": c.seed, "splits": c.splits})),
         "bootstrap": bootstrap.map(|b| json!({"seed": b.seed, "samples": b.samples})),
     });
-    for (k, (name, a)) in layers.iter().enumerate() {
-        let results = if k == best {
-            selected.clone()
-        } else {
-            run(&prep(a), &rec_rep, &plain)?
-        };
+    for (k, ((name, _), results)) in layers.iter().zip(reported).enumerate() {
         for r in results {
             let c = ceiling_by_bin.get(&r.time_bin).copied();
             let normalized = c
@@ -821,10 +883,6 @@ fn score_layers(
                 per_neuron,
             ));
         }
-        ctx.report(
-            at.at(0.75 + 0.25 * (k + 1) as f64 / nl as f64),
-            Some(format!("layers done {}/{nl}", k + 1)),
-        );
     }
     let selection = json!({
         "method": "seeded halves: the layer is chosen on the selection half, every reported number comes from the other half",
@@ -834,6 +892,28 @@ fn score_layers(
         "selected_layer": layers[best].0,
     });
     Ok((rows, selection, ceilings))
+}
+
+/// One independent piece of `score_layers`.
+enum Piece<'a> {
+    /// Layer `k` (`a`, model side) against the recording half `b`.
+    Layer {
+        selection: bool,
+        k: usize,
+        a: Tensor,
+        b: Tensor,
+    },
+    /// The ceiling on the report half.
+    Ceiling(&'a CeilingSpec, Tensor),
+}
+
+enum Done {
+    Layer {
+        selection: bool,
+        k: usize,
+        result: Result<Vec<pipeline::MetricResult>, EngineError>,
+    },
+    Ceiling(Result<Ceilings, EngineError>),
 }
 
 /// The engine's progress callback: stops the computation once the job is cancelled.
