@@ -281,6 +281,12 @@ pub async fn progress(
     message: Option<&str>,
 ) -> Result<bool> {
     let mut tx = pool.begin().await?;
+    // Progress is telemetry: a crash may lose the last few events, and the
+    // job's state changes (synchronous) flush them anyway. Not waiting for
+    // the WAL flush keeps a fast job's events from queueing behind fsyncs.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
     let r = sqlx::query(&format!(
         "UPDATE jobs SET progress = $4, updated_at = now() WHERE {FENCE}"
     ))

@@ -158,7 +158,7 @@ fn main() {
         }
         // The metric work of the end-to-end score benchmark's children on a
         // cached re-score: every layer on both halves, per metric
-        // (inputs from bench/score_layers.py).
+        // (inputs written by bench/score_layers.py).
         "score_layers" => {
             // One thread, as each of the worker's slots runs its metrics.
             tch::set_num_threads(1);

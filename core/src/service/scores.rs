@@ -3,7 +3,7 @@
 //! clients read: a model's score card, leaderboards per benchmark and over
 //! a benchmark set, and the region → layer map.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 use sqlx::Row;
@@ -277,16 +277,25 @@ impl Service {
         )
     }
 
-    /// The cached activation array of `key`, counting the hit.
-    pub async fn cached_activation(&self, key: &str) -> Result<Option<Uuid>> {
-        let row = sqlx::query(
-            "UPDATE activations SET hits = hits + 1, updated_at = now() WHERE cache_key = $1 \
-             RETURNING (SELECT blob_id FROM arrays WHERE id = array_id) AS blob_id",
+    /// The cached activation arrays' blobs of those `keys` that are held,
+    /// counting the hits (statistics: committed without waiting for the
+    /// WAL flush).
+    pub async fn cached_activations(&self, keys: &[String]) -> Result<HashMap<String, Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(
+            "UPDATE activations SET hits = hits + 1, updated_at = now() WHERE cache_key = ANY($1) \
+             RETURNING cache_key, (SELECT blob_id FROM arrays WHERE id = array_id) AS blob_id",
         )
-        .bind(key)
-        .fetch_optional(&self.pool)
+        .bind(keys)
+        .fetch_all(&mut *tx)
         .await?;
-        Ok(row.map(|r| r.try_get("blob_id")).transpose()?)
+        tx.commit().await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("cache_key")?, r.try_get("blob_id")?)))
+            .collect()
     }
 
     /// Stores one layer's activations (an `.npy`) under `key`; returns the

@@ -302,6 +302,23 @@ async fn scoring_a_torchscript_model_recovers_the_generating_layer_and_caches(po
     // The ceiling came from the benchmark's stored one, unchanged.
     assert_eq!(again["benchmarks"][0]["ceiling"], b["ceiling"]);
     assert_eq!(again["benchmarks"][0]["normalized"], b["normalized"]);
+    // Each curve row is that layer's score: scoring one layer alone (from
+    // the cache, the same halves) gives its row's numbers. The rows are
+    // computed as parallel pieces; this catches a piece landing on the
+    // wrong layer.
+    for row in curve {
+        let name = row["layer"].as_str().unwrap();
+        let alone = score(
+            &srv,
+            &key,
+            json!({"kind": "score", "model": model, "benchmarks": [bench], "layers": [name]}),
+        )
+        .await;
+        let only = &alone["benchmarks"][0]["curve"][0];
+        assert_eq!(only["layer"], name);
+        assert_eq!(only["raw"], row["raw"], "{name}: {only} vs {row}");
+        assert_eq!(only["selection_value"], row["selection_value"], "{name}");
+    }
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM benchmark_ceilings")
         .fetch_one(&pool)
         .await

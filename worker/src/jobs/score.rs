@@ -407,21 +407,30 @@ async fn activations(
     let prep_hash = sha(&[&preprocessing.to_string()]);
     let mut found: HashMap<String, Tensor> = HashMap::new();
     let mut missing = Vec::new();
-    let mut keys = HashMap::new();
-    for layer in &wanted {
-        let key = sha(&[
-            &model.version_hash,
-            &input.stimulus_sha256,
-            layer,
-            &prep_hash,
-        ]);
-        if warm_only {
-            if !svc.has_activation(&key).await? {
+    let keys: HashMap<String, String> = wanted
+        .iter()
+        .map(|layer| {
+            let key = sha(&[
+                &model.version_hash,
+                &input.stimulus_sha256,
+                layer,
+                &prep_hash,
+            ]);
+            (layer.clone(), key)
+        })
+        .collect();
+    if warm_only {
+        for layer in &wanted {
+            if !svc.has_activation(&keys[layer]).await? {
                 missing.push(layer.clone());
             }
-        } else {
-            match svc.cached_activation(&key).await? {
-                Some(blob) => {
+        }
+    } else {
+        let all: Vec<String> = wanted.iter().map(|l| keys[l].clone()).collect();
+        let held = svc.cached_activations(&all).await?;
+        for layer in &wanted {
+            match held.get(&keys[layer]) {
+                Some(&blob) => {
                     found.insert(
                         layer.clone(),
                         stored_tensor(ctx, Stored::Activations, blob).await?,
@@ -430,7 +439,6 @@ async fn activations(
                 None => missing.push(layer.clone()),
             }
         }
-        keys.insert(layer.clone(), key);
     }
     let cache = CacheUse {
         hits: wanted.len() - missing.len(),
