@@ -12,6 +12,7 @@ stimuli split into seeded halves, every layer scored on both halves, a
 20-split split-half ceiling on the report half.
 """
 import json
+import os
 import resource
 import sys
 import time
@@ -112,10 +113,34 @@ def score_job():
     return time.time() - t, j, events
 
 
+def cpu_seconds(pid=None):
+    """CPU time of one process (user + system), or of the whole machine."""
+    if pid is None:
+        fields = open("/proc/stat").readline().split()[1:]
+        return (sum(int(f) for f in fields) - int(fields[3]) - int(fields[4])) / os.sysconf("SC_CLK_TCK")
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 rss_before = vmhwm(PID)
 t_cold, job, events = score_job()
 rss_after = vmhwm(PID)
-t_cached, job2, events2 = score_job()
+# Re-scores: the median of several (the machine is shared and noisy).
+perf = None
+if os.environ.get("BENCH_PERF"):
+    import subprocess
+    perf = subprocess.Popen(["perf", "record", "-F", "2000", "-g", "-p", str(PID), "-o", f"{DIR}/perf.data"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+cpu0 = (cpu_seconds(PID), cpu_seconds())
+rescores = [score_job() for _ in range(int(os.environ.get("BENCH_RESCORES", "5")))]
+cpu_cached = {"server_cpu_s": (cpu_seconds(PID) - cpu0[0]) / len(rescores),
+              "machine_cpu_s": (cpu_seconds() - cpu0[1]) / len(rescores)}
+if perf:
+    perf.send_signal(2)
+    perf.wait()
+t_cached, job2, events2 = sorted(rescores, key=lambda r: r[0])[len(rescores) // 2]
+cached_all = [r[0] for r in rescores]
 json.dump(events2, open(f"{DIR}/cached_events.json", "w"), indent=1)
 # Each child job's own events, for the per-benchmark breakdown of a re-score.
 json.dump({b["benchmark"]: call("GET", f"/v1/jobs/{b['job']}/events", key) for b in job2["result"]["benchmarks"]},
@@ -135,6 +160,7 @@ layer_floats = sum(l["shape"][0] for l in m["layers"])
 activation_mib = N * layer_floats * 4 / 2**20
 ours = {
     "register_s": t_register, "cold_s": t_cold, "cached_s": t_cached, "extract_s": t_extract,
+    "cached_cpu": cpu_cached, "cached_all_s": cached_all,
     "extract_images_per_s": N / t_extract, "server_vmhwm_before_mib": rss_before, "server_vmhwm_after_mib": rss_after,
     "activation_mib": activation_mib,
     "layers": {b["benchmark"]: b["layer"] for b in job["result"]["benchmarks"]},

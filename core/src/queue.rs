@@ -273,13 +273,27 @@ pub async fn heartbeat(pool: &PgPool, lease: &Lease, duration: Duration) -> Resu
     })
 }
 
-/// Records progress in [0, 1] with an optional log line; false if the lease is lost.
+/// Records progress (a fraction, optionally a message) of a running job;
+/// false if the lease is lost.
 pub async fn progress(
     pool: &PgPool,
     lease: &Lease,
     fraction: f64,
     message: Option<&str>,
 ) -> Result<bool> {
+    progress_many(pool, lease, &[(fraction, message.map(str::to_string))]).await
+}
+
+/// Records several progress events of a running job in one transaction
+/// (the job's progress becomes the last one's); false if the lease is lost.
+pub async fn progress_many(
+    pool: &PgPool,
+    lease: &Lease,
+    events: &[(f64, Option<String>)],
+) -> Result<bool> {
+    let Some((last, _)) = events.last() else {
+        return Ok(true);
+    };
     let mut tx = pool.begin().await?;
     // Progress is telemetry: a crash may lose the last few events, and the
     // job's state changes (synchronous) flush them anyway. Not waiting for
@@ -293,22 +307,24 @@ pub async fn progress(
     .bind(lease.job_id)
     .bind(lease.attempt as i32)
     .bind(&lease.worker_id)
-    .bind(fraction.clamp(0.0, 1.0))
+    .bind(last.clamp(0.0, 1.0))
     .execute(&mut *tx)
     .await?;
     if r.rows_affected() == 0 {
         tx.rollback().await?;
         return Ok(false);
     }
-    insert_event(
-        &mut tx,
-        lease.job_id,
-        "progress",
-        None,
-        Some(fraction.clamp(0.0, 1.0)),
-        message,
-    )
-    .await?;
+    for (fraction, message) in events {
+        insert_event(
+            &mut tx,
+            lease.job_id,
+            "progress",
+            None,
+            Some(fraction.clamp(0.0, 1.0)),
+            message.as_deref(),
+        )
+        .await?;
+    }
     tx.commit().await?;
     Ok(true)
 }

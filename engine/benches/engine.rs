@@ -187,10 +187,13 @@ fn main() {
                 let t = Instant::now();
                 let mut values = Vec::new();
                 for half in &halves {
-                    let b = rec.index_select(1, half);
+                    // As the worker does: b averaged, and its RDM, once for every layer.
+                    let b = pipeline::averaged_target(&rec.index_select(1, half), &plan);
+                    let memo = neuralign_engine::TargetMemo::default();
                     for a in &layers {
-                        let r =
-                            pipeline::run(&a.index_select(0, half), &b, &plan, &mut |_, _| Ok(()));
+                        let a = a.index_select(0, half);
+                        let memo = Some((&memo, "half"));
+                        let r = pipeline::run_with(&a, &b, &plan, memo, &mut |_, _| Ok(()));
                         values.push(r.unwrap()[0].value);
                     }
                 }

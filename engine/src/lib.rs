@@ -26,7 +26,7 @@ pub mod shape;
 pub mod splits;
 
 pub use error::{EngineError, Result};
-pub use metrics::{compute, compute_detailed};
+pub use metrics::{compute, compute_detailed, compute_detailed_with, TargetMemo};
 /// Picks the compute device from a config string: `cpu`, `cuda` or `cuda:N`.
 /// Asking for CUDA where there is none is an error, never a silent fallback.
 pub fn parse_device(s: &str) -> Result<tch::Device> {

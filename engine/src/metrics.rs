@@ -3,6 +3,9 @@
 //! `neuralign_core::catalog`; this is where they become numbers.
 
 use neuralign_core::catalog::{Metric, RdmComparison};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
@@ -83,11 +86,82 @@ pub fn compute(metric: &Metric, a: &Tensor, b: &Tensor) -> Result<f64> {
     compute_detailed(metric, a, b).map(|(v, _)| v)
 }
 
+/// What RSA derives from its target side alone (b's RDM, and its ranks
+/// when every entry is finite), kept across the comparisons of many model
+/// layers with one recording: the score job compares every layer with the
+/// same recording half.
+#[derive(Default)]
+pub struct TargetMemo {
+    rdms: Mutex<HashMap<String, (Tensor, Option<Tensor>)>>,
+}
+
+impl TargetMemo {
+    /// b's RDM under `key` (the caller's name for b and the metric's
+    /// options), computed by `make` the first time.
+    fn rdm(
+        &self,
+        key: &str,
+        make: impl FnOnce() -> Result<Tensor>,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let lock = || self.rdms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rdm, ranks)) = lock().get(key) {
+            return Ok((
+                rdm.shallow_clone(),
+                ranks.as_ref().map(Tensor::shallow_clone),
+            ));
+        }
+        let rdm = make()?;
+        let finite = rdm.isfinite().all().int64_value(&[]) != 0;
+        let ranks = finite.then(|| rank::average_ranks(&rdm));
+        let out = (
+            rdm.shallow_clone(),
+            ranks.as_ref().map(Tensor::shallow_clone),
+        );
+        lock().insert(key.to_string(), (rdm, ranks));
+        Ok(out)
+    }
+}
+
+/// Compares a's RDM with a target RDM whose ranks are known (all its
+/// entries finite): the rank comparisons reuse them when a's entries are
+/// finite too, the rest go through `compare_rdms`.
+fn compare_with_target(
+    ra: &Tensor,
+    rb: &Tensor,
+    rb_ranks: Option<&Tensor>,
+    how: RdmComparison,
+) -> Result<f64> {
+    match (how, rb_ranks) {
+        (RdmComparison::Spearman | RdmComparison::RhoA, Some(sb))
+            if ra.isfinite().all().int64_value(&[]) != 0 =>
+        {
+            let sa = rank::average_ranks(ra);
+            Ok(if how == RdmComparison::Spearman {
+                rank::pearson(&sa, sb)
+            } else {
+                rank::rho_a_of_ranks(&sa, sb)
+            })
+        }
+        _ => compare_rdms(ra, rb, how),
+    }
+}
+
 /// One metric, with the metric's details where it has any.
 pub fn compute_detailed(
     metric: &Metric,
     a: &Tensor,
     b: &Tensor,
+) -> Result<(f64, Option<serde_json::Value>)> {
+    compute_detailed_with(metric, a, b, None)
+}
+
+/// `compute_detailed`, with b's derived values kept in `memo` under the
+/// given key when there is one.
+pub fn compute_detailed_with(
+    metric: &Metric,
+    a: &Tensor,
+    b: &Tensor,
+    memo: Option<(&TargetMemo, &str)>,
 ) -> Result<(f64, Option<serde_json::Value>)> {
     let _guard = tch::no_grad_guard();
     if a.size()[0] != b.size()[0] {
@@ -109,8 +183,15 @@ pub fn compute_detailed(
     let value = match metric {
         Metric::Rsa(o) => {
             let ra = rdm::rdm(a, o.rdm_a.unwrap_or(o.rdm)).map_err(|e| name_input(e, "a"))?;
-            let rb = rdm::rdm(b, o.rdm).map_err(|e| name_input(e, "b"))?;
-            compare_rdms(&ra, &rb, o.comparison)?
+            let target = || rdm::rdm(b, o.rdm).map_err(|e| name_input(e, "b"));
+            match memo {
+                Some((memo, key)) => {
+                    let key = format!("{key} {}", metric.options_json());
+                    let (rb, ranks) = memo.rdm(&key, target)?;
+                    compare_with_target(&ra, &rb, ranks.as_ref(), o.comparison)?
+                }
+                None => compare_rdms(&ra, &target()?, o.comparison)?,
+            }
         }
         Metric::LinearCka(o) => cka::linear_cka(a, b, o.debiased),
         Metric::RbfCka(o) => cka::rbf_cka(a, b, o),
@@ -146,4 +227,48 @@ pub fn compute_detailed(
         )));
     }
     Ok((value, details))
+}
+
+#[cfg(test)]
+mod memo_tests {
+    use super::*;
+    use neuralign_core::catalog::MetricRequest;
+
+    fn rsa(comparison: &str) -> Metric {
+        let options = serde_json::json!({"comparison": comparison});
+        Metric::parse(
+            "m",
+            &MetricRequest::WithOptions {
+                id: "rsa".into(),
+                options: options.as_object().unwrap().clone(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// Many layers against one kept target give what each comparison
+    /// alone gives, for the rank comparisons that reuse b's ranks and for
+    /// one that does not; a target with tied dissimilarities included.
+    #[test]
+    fn a_kept_target_gives_the_same_values() {
+        tch::manual_seed(3);
+        let b = Tensor::randn([30, 12], (Kind::Double, Device::Cpu)).round();
+        for how in ["spearman", "rho_a", "pearson", "tau_a"] {
+            let m = rsa(how);
+            let memo = TargetMemo::default();
+            for layer in 0..3 {
+                let a = Tensor::randn([30, 8 + layer], (Kind::Double, Device::Cpu));
+                let alone = compute_detailed(&m, &a, &b).unwrap().0;
+                let kept = compute_detailed_with(&m, &a, &b, Some((&memo, "b")))
+                    .unwrap()
+                    .0;
+                assert_eq!(alone, kept, "{how}, layer {layer}");
+            }
+            assert_eq!(
+                memo.rdms.lock().unwrap().len(),
+                1,
+                "{how}: one target RDM kept"
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::inference::{self, Ceiling, Interval, PermutationTest};
-use crate::metrics::{compare_rdms, compute_detailed};
+use crate::metrics::{compare_rdms, compute_detailed_with, TargetMemo};
 use crate::rdm;
 use crate::{cka, reduce};
 
@@ -81,6 +81,23 @@ fn name(e: EngineError, i: usize, m: &Metric) -> EngineError {
     }
 }
 
+/// `b` as `run` compares it under `plan`: averaged over repetitions now,
+/// when no metric and no ceiling of the plan needs the repetitions and b
+/// has no time bins; unchanged otherwise. Callers that compare many `a`
+/// with one `b` average it once this way instead of once per comparison.
+pub fn averaged_target(b: &Tensor, plan: &ComparePlan) -> Tensor {
+    let needs_reps = plan.ceiling.is_some()
+        || plan.metrics.iter().any(|m| {
+            matches!(m, Metric::Rsa(o)
+                if o.rdm.needs_repetitions() || o.rdm_a.is_some_and(|r| r.needs_repetitions()))
+        });
+    if b.dim() == 3 && !needs_reps {
+        mean_over_reps(b)
+    } else {
+        b.shallow_clone()
+    }
+}
+
 /// Runs the plan. `check` is called between units of work; it reports
 /// progress (done, total) and may stop the run by returning an error.
 /// Reduces a's features when the plan asks (fitted on the repetition- and
@@ -132,6 +149,19 @@ pub fn run(
     plan: &ComparePlan,
     check: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<Vec<MetricResult>> {
+    run_with(a, b, plan, None, check)
+}
+
+/// `run`, keeping what the metrics derive from b alone in `memo` (under
+/// the caller's name for b, `.1`), for callers that compare many a with
+/// one b.
+pub fn run_with(
+    a: &Tensor,
+    b: &Tensor,
+    plan: &ComparePlan,
+    memo: Option<(&TargetMemo, &str)>,
+    check: &mut dyn FnMut(usize, usize) -> Result<()>,
+) -> Result<Vec<MetricResult>> {
     let _guard = tch::no_grad_guard();
     let (ta, tb) = (bins(a), bins(b));
     let t = ta.max(tb);
@@ -171,7 +201,11 @@ pub fn run(
                         None,
                     )
                 }
-                _ => compute_detailed(m, &x, &y).map_err(|e| name(e, i, m))?,
+                _ => {
+                    let key = memo.map(|(memo, key)| (memo, format!("{key} bin {bin}")));
+                    compute_detailed_with(m, &x, &y, key.as_ref().map(|(m, k)| (*m, k.as_str())))
+                        .map_err(|e| name(e, i, m))?
+                }
             };
             let bootstrap = plan
                 .bootstrap

@@ -175,9 +175,13 @@ pub fn spearman(x: &Tensor, y: &Tensor) -> f64 {
 /// Spearman's ρ_A as rsatoolbox defines it: 12 Σ (r − r̄)(s − s̄) / (n³ − n),
 /// which equals ρ without ties and is not tie-corrected with them.
 pub fn rho_a(x: &Tensor, y: &Tensor) -> f64 {
-    let n = x.size()[0] as f64;
-    let (r, s) = (average_ranks(x), average_ranks(y));
-    let num = ((&r - r.mean(Kind::Double)) * (&s - s.mean(Kind::Double)))
+    rho_a_of_ranks(&average_ranks(x), &average_ranks(y))
+}
+
+/// `rho_a` from the two average-rank vectors.
+pub fn rho_a_of_ranks(r: &Tensor, s: &Tensor) -> f64 {
+    let n = r.size()[0] as f64;
+    let num = ((r - r.mean(Kind::Double)) * (s - s.mean(Kind::Double)))
         .sum(Kind::Double)
         .double_value(&[]);
     12.0 * num / (n * n * n - n)

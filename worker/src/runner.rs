@@ -131,8 +131,13 @@ async fn execute(
                     },
                     got = cancels.recv() => if matches!(got, Ok(id) if id == lease.job_id) { cancel.cancel() },
                     p = progress_rx.recv() => match p {
-                        Some((fraction, message)) => {
-                            if let Err(e) = queue::progress(svc.pool(), &lease, fraction, message.as_deref()).await {
+                        Some(first) => {
+                            // Events that arrived while the last write ran go in one transaction.
+                            let mut events = vec![first];
+                            while let Ok(more) = progress_rx.try_recv() {
+                                events.push(more);
+                            }
+                            if let Err(e) = queue::progress_many(svc.pool(), &lease, &events).await {
                                 tracing::warn!(job_id = %lease.job_id, error = %e, "progress write failed");
                             }
                         }

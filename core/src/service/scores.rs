@@ -3,7 +3,7 @@
 //! clients read: a model's score card, leaderboards per benchmark and over
 //! a benchmark set, and the region → layer map.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::Row;
@@ -267,13 +267,15 @@ impl Service {
         Ok(())
     }
 
-    /// Whether the activation cache holds `key` (counting no hit).
-    pub async fn has_activation(&self, key: &str) -> Result<bool> {
+    /// Which of `keys` the activation cache holds (counting no hit).
+    pub async fn activations_held(&self, keys: &[String]) -> Result<HashSet<String>> {
         Ok(
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM activations WHERE cache_key = $1)")
-                .bind(key)
-                .fetch_one(&self.pool)
-                .await?,
+            sqlx::query_scalar("SELECT cache_key FROM activations WHERE cache_key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .collect(),
         )
     }
 

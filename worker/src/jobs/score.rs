@@ -22,7 +22,7 @@ use neuralign_engine::models::extract::{extract, ExtractOptions};
 use neuralign_engine::models::LayerModel;
 use neuralign_engine::pipeline::{self, ComparePlan};
 use neuralign_engine::splits::{permutation_from, SplitMix64};
-use neuralign_engine::EngineError;
+use neuralign_engine::{EngineError, TargetMemo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -207,7 +207,7 @@ impl JobKind for Score {
                 Step::WaitFor { children, unit } => return Ok(Step::WaitFor { children, unit }),
             }
         } else {
-            let loader = load(&ctx, &model).await?;
+            let loader = ModelFiles::new();
             let reference = &spec.benchmarks[0];
             let at = Progress { index: 0, total: 1 };
             ctx.report(0.0, Some(format!("benchmark 1/1: {reference}")));
@@ -251,8 +251,10 @@ impl JobKind for Score {
     }
 }
 
-/// The model's files, read once per attempt; the model itself is loaded
-/// only when a layer is not cached.
+/// The model's files, read from Postgres (once per attempt) only when a
+/// layer is not cached; the model itself is loaded then too.
+type ModelFiles = tokio::sync::OnceCell<Arc<Loader>>;
+
 async fn load(ctx: &JobContext, model: &Model) -> Result<Arc<Loader>, JobError> {
     let svc = &ctx.service;
     let src = svc.model_source(model.id).await?;
@@ -290,7 +292,7 @@ async fn fan_out(
     let children = svc.child_jobs(ctx.job_id).await?;
     let total = spec.benchmarks.len();
     if children.is_empty() {
-        let loader = load(ctx, model).await?;
+        let loader = ModelFiles::new();
         let mut seen = std::collections::HashSet::new();
         for (i, reference) in spec.benchmarks.iter().enumerate() {
             // A benchmark that cannot be resolved fails in its own child.
@@ -393,7 +395,7 @@ async fn activations(
     ctx: &JobContext,
     spec: &ScoreSpec,
     model: &Model,
-    loader: &Arc<Loader>,
+    loader: &ModelFiles,
     input: &ScoringInput,
     at: Progress,
     warm_only: bool,
@@ -419,14 +421,11 @@ async fn activations(
             (layer.clone(), key)
         })
         .collect();
+    let all: Vec<String> = wanted.iter().map(|l| keys[l].clone()).collect();
     if warm_only {
-        for layer in &wanted {
-            if !svc.has_activation(&keys[layer]).await? {
-                missing.push(layer.clone());
-            }
-        }
+        let held = svc.activations_held(&all).await?;
+        missing.extend(wanted.iter().filter(|l| !held.contains(&keys[*l])).cloned());
     } else {
-        let all: Vec<String> = wanted.iter().map(|l| keys[l].clone()).collect();
         let held = svc.cached_activations(&all).await?;
         for layer in &wanted {
             match held.get(&keys[layer]) {
@@ -445,6 +444,7 @@ async fn activations(
         misses: missing.len(),
     };
     if !missing.is_empty() {
+        let loader = loader.get_or_try_init(|| load(ctx, model)).await?;
         let bytes = read_all(svc.pool(), input.stimulus_blob).await?;
         let (c, loader, spec_in, pooling, batch) = (
             ctx.clone(),
@@ -524,7 +524,7 @@ async fn score_benchmark(
     ctx: &JobContext,
     spec: &ScoreSpec,
     model: &Model,
-    loader: &Arc<Loader>,
+    loader: &ModelFiles,
     reference: &str,
     at: Progress,
 ) -> Result<BenchmarkOutcome, JobError> {
@@ -740,12 +740,23 @@ fn score_layers(
         reduce,
     };
     let check = cancel_check(ctx);
+    // What the metric derives from each recording half alone (RSA's RDM and
+    // its ranks) is computed once for all layers.
+    let (on_selection, on_report) = (TargetMemo::default(), TargetMemo::default());
+    let memo = |selection: bool| {
+        if selection {
+            (&on_selection, "selection half")
+        } else {
+            (&on_report, "report half")
+        }
+    };
     let run = |a: &Tensor,
                b: &Tensor,
-               plan: &ComparePlan|
+               plan: &ComparePlan,
+               selection: bool|
      -> Result<Vec<pipeline::MetricResult>, EngineError> {
         let (a, _) = pipeline::reduce_model_side(a, plan.reduce)?;
-        pipeline::run(&a, b, plan, &mut |d, t| check(d, t))
+        pipeline::run_with(&a, b, plan, Some(memo(selection)), &mut |d, t| check(d, t))
     };
     let mean = |rs: &[pipeline::MetricResult]| {
         rs.iter().map(|r| r.value).sum::<f64>() / rs.len().max(1) as f64
@@ -761,6 +772,11 @@ fn score_layers(
     if let (Some(spec), None) = (ceiling, &known_ceilings) {
         pieces.push(Piece::Ceiling(spec, rec_rep.shallow_clone()));
     }
+    // Layers compare with each half averaged over repetitions once.
+    let (rec_sel, rec_rep) = (
+        pipeline::averaged_target(&rec_sel, &plain),
+        pipeline::averaged_target(&rec_rep, &plain),
+    );
     let mut widest: Vec<usize> = (0..nl).collect();
     widest.sort_by_key(|&k| std::cmp::Reverse(layers[k].1.numel()));
     for &k in &widest {
@@ -783,7 +799,7 @@ fn score_layers(
                 Done::Ceiling(pipeline::ceilings(metric, &b, spec, &mut || check(0, 0)))
             }
             Piece::Layer { selection, k, a, b } => {
-                let result = run(&a, &b, &plain);
+                let result = run(&a, &b, &plain, selection);
                 let (count, phase) = if selection {
                     (&selected_done, " (selection)")
                 } else {
@@ -853,7 +869,12 @@ fn score_layers(
             reduce,
         };
         let a = as_model_side(&layers[best].1, idx, rec);
-        reported[best] = run(&a.index_select(stimulus_axis(&a), &rep), &rec_rep, &full)?;
+        reported[best] = run(
+            &a.index_select(stimulus_axis(&a), &rep),
+            &rec_rep,
+            &full,
+            false,
+        )?;
     }
     let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     let mut rows: Rows = Vec::new();
