@@ -58,6 +58,8 @@ struct Fit {
     y_mean: Tensor,
     /// Feature form: the training mean of X.
     x_mean: Option<Tensor>,
+    /// Feature form, when kept: X_c V on the training rows.
+    train_projection: Option<Tensor>,
 }
 
 /// Eigenpairs of a symmetric positive semi-definite matrix, dropping the
@@ -79,7 +81,16 @@ fn centered_gram(gram: &Tensor, r: &Tensor, t: &Tensor) -> Tensor {
     &k_rt - row_mean - col_mean + k_tt.mean(Kind::Double)
 }
 
-fn fit(d: &Design, y: &Tensor, train: &Tensor, alphas: &Tensor) -> Result<Fit> {
+/// One training set's fit; `keep_projection`: keep the training rows'
+/// projection X_c V (feature form), which the LOO search reads.
+fn fit(
+    d: &Design,
+    y: &Tensor,
+    train: &Tensor,
+    alphas: &Tensor,
+    keep_projection: bool,
+) -> Result<Fit> {
+    let mut train_projection = None;
     let y_t = y.index_select(0, train);
     let y_mean = y_t.mean_dim(0, true, Kind::Double);
     let yc = &y_t - &y_mean;
@@ -95,8 +106,16 @@ fn fit(d: &Design, y: &Tensor, train: &Tensor, alphas: &Tensor) -> Result<Fit> {
             let x_mean = x_t.mean_dim(0, true, Kind::Double);
             let xc = x_t - &x_mean;
             let (lambda, v) = eig_psd(&xc.transpose(0, 1).matmul(&xc), n.max(d.x.size()[1]))?;
-            let uty = v.transpose(0, 1).matmul(&xc.transpose(0, 1).matmul(&yc));
-            (lambda, v, uty, Some(x_mean))
+            if keep_projection {
+                // X_c V once, for the LOO search too; uty = (X_c V)ᵀ y_c.
+                let proj = xc.matmul(&v);
+                let uty = proj.transpose(0, 1).matmul(&yc);
+                train_projection = Some(proj);
+                (lambda, v, uty, Some(x_mean))
+            } else {
+                let uty = v.transpose(0, 1).matmul(&xc.transpose(0, 1).matmul(&yc));
+                (lambda, v, uty, Some(x_mean))
+            }
         }
     };
     let shrink = (lambda.unsqueeze(1) + alphas.unsqueeze(0)).reciprocal();
@@ -109,6 +128,7 @@ fn fit(d: &Design, y: &Tensor, train: &Tensor, alphas: &Tensor) -> Result<Fit> {
         uty,
         y_mean,
         x_mean,
+        train_projection,
     })
 }
 
@@ -155,7 +175,10 @@ impl Fit {
             // Feature form: proj = X_c V = U Λ^½, uty = Λ^½ Uᵀy_c.
             None => {
                 let root = self.lambda.sqrt();
-                let proj = self.project(d, &self.train);
+                let proj = match &self.train_projection {
+                    Some(p) => p.shallow_clone(),
+                    None => self.project(d, &self.train),
+                };
                 (proj / &root, &self.uty / root.unsqueeze(1))
             }
         };
@@ -296,7 +319,7 @@ pub fn ridge(
             )));
         }
         let (tr, te) = split.tensors(dev);
-        let f = fit(&design, y, &tr, &alphas)?;
+        let f = fit(&design, y, &tr, &alphas, o.inner == RidgeInner::Loo)?;
         let best = match o.inner {
             // Inner CV on the training stimuli, in their given order.
             RidgeInner::Kfold => {
@@ -304,7 +327,7 @@ pub fn ridge(
                     Tensor::zeros([o.alphas.len() as i64, q], (Kind::Double, dev));
                 for inner in kfold(&split.train, o.inner_folds) {
                     let (itr, iva) = inner.tensors(dev);
-                    let fi = fit(&design, y, &itr, &alphas)?;
+                    let fi = fit(&design, y, &itr, &alphas, false)?;
                     let pred = fi.predict_all(&design, &iva);
                     inner_score += r2(&pred, &y.index_select(0, &iva).unsqueeze(0));
                 }
@@ -376,7 +399,7 @@ mod tests {
             let y = signal * &scale + noise;
             let design = Design::new(&x);
             let train = Tensor::arange_start(n / 5, n, (Kind::Int64, tch::Device::Cpu));
-            let f = fit(&design, &y, &train, &alphas).unwrap();
+            let f = fit(&design, &y, &train, &alphas, true).unwrap();
             let pruned = f.loo_best(&design, &y);
             let exhaustive = brute_force_best(&f, &design, &y);
             assert_eq!(
