@@ -9,7 +9,12 @@ cd "$NEURALIGN_ROOT"
 bash scripts/fixtures.sh >/dev/null
 out="$NEURALIGN_ROOT/target/bench/score"; mkdir -p "$out"
 pg_start benchscore 55436
-trap 'kill -TERM "${server:-0}" "${worker:-0}" 2>/dev/null || true; pg_stop benchscore' EXIT
+# Only the processes started here: `kill 0` would signal the caller's whole process group.
+stop_started() {
+  for p in ${server:-} ${worker:-}; do kill -TERM "$p" 2>/dev/null || true; done
+  pg_stop benchscore
+}
+trap stop_started EXIT
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(date -u +%F)"
 cargo build -q --release -p neuralign-server
 DATABASE_URL=postgres://neuralign@127.0.0.1:55436/neuralign NEURALIGN_ADMIN_KEY=nl_bench_admin \
