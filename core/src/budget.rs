@@ -90,11 +90,14 @@ pub fn pooled_width(shape: &[i64], pooling: Pooling) -> u64 {
 pub struct ScoreEstimate {
     /// The stimulus set as float32.
     pub stimuli: u64,
-    /// Every pooled layer held at once (float32), plus the widest in float64.
+    /// Every pooled layer held at once (float32), plus the widest in
+    /// float64 twice: a benchmark's layers are scored as pieces, two at a
+    /// time when a core is free.
     pub activations: u64,
     /// Forward passes: whole-batch layer outputs, at most the batch budget.
     pub extraction: u64,
-    /// The metric's largest step on the widest layer (report half).
+    /// The metric's largest step on the widest layer (report half), for two
+    /// pieces at once, plus the selected layer's bootstrap.
     pub metric: u64,
     /// Stimuli and activations plus the larger of extraction and metric,
     /// which never run at the same time.
@@ -127,13 +130,12 @@ pub fn score_estimate(
         .map(|(_, s)| s.iter().map(|&d| d.max(0) as u64).product::<u64>())
         .sum();
     let stimuli = n_set * stimulus_units * F32;
-    let activations = n_set * widths.iter().sum::<u64>() * F32 + n_rec * widest * F64;
+    let activations = n_set * widths.iter().sum::<u64>() * F32 + 2 * n_rec * widest * F64;
     let extraction = (n_set * units * F32).min(batch_budget);
     let half = n_rec - n_rec / 2;
     let p = reduce.map_or(widest, |r| widest.min(r.k as u64));
-    let metric = 2 * half * (p + neurons) * F64
-        + metric_bytes(metric, half, p, neurons)
-        + bootstrap.map_or(0, |b| bootstrap_bytes(b, half));
+    let piece = 2 * half * (p + neurons) * F64 + metric_bytes(metric, half, p, neurons);
+    let metric = 2 * piece + bootstrap.map_or(0, |b| bootstrap_bytes(b, half));
     ScoreEstimate {
         stimuli,
         activations,

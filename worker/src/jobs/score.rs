@@ -499,8 +499,9 @@ async fn activations(
                     &shape,
                 )
                 .await?;
-            // As a reader of the blob would decode it: the stored float32.
-            let t = t.to_kind(Kind::Float);
+            // As a reader of the blob would decode it: the stored float32,
+            // in host memory.
+            let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float);
             ctx.tensors.insert(blob, &t);
             found.insert(name, t);
         }
@@ -668,17 +669,33 @@ async fn score_benchmark(
     })
 }
 
+/// What `as_model_side` needs of the recording: its device and time bins.
+#[derive(Clone, Copy)]
+struct RecordingShape {
+    device: tch::Device,
+    bins: Option<i64>,
+}
+
+impl RecordingShape {
+    fn of(rec: &Tensor) -> RecordingShape {
+        RecordingShape {
+            device: rec.device(),
+            bins: (rec.dim() == 4).then(|| rec.size()[3]),
+        }
+    }
+}
+
 /// The layer's activations (whole stimulus set) in the form the pipeline
-/// scores against `rec`: float64 on its device, one row per recording
-/// stimulus (`idx` into the set); sequences (N × T × H) per time bin when
-/// the recording has T bins, their last step otherwise.
-fn as_model_side(a: &Tensor, idx: &Tensor, rec: &Tensor) -> Tensor {
+/// scores against the recording: float64 on its device, one row per
+/// recording stimulus (`idx` into the set); sequences (N × T × H) per time
+/// bin when the recording has T bins, their last step otherwise.
+fn as_model_side(a: &Tensor, idx: &Tensor, rec: RecordingShape) -> Tensor {
     let a = a
-        .to_device(rec.device())
+        .to_device(rec.device)
         .to_kind(Kind::Double)
         .index_select(0, idx);
-    match (a.dim(), rec.dim()) {
-        (3, 4) if a.size()[1] == rec.size()[3] => a.permute([0, 2, 1]).unsqueeze(0),
+    match (a.dim(), rec.bins) {
+        (3, Some(t)) if a.size()[1] == t => a.permute([0, 2, 1]).unsqueeze(0),
         (3, _) => a.select(1, a.size()[1] - 1),
         _ => a,
     }
@@ -777,16 +794,19 @@ fn score_layers(
         pipeline::averaged_target(&rec_sel, &plain),
         pipeline::averaged_target(&rec_rep, &plain),
     );
+    // A piece converts its layer when it runs, so two at most (the slot's
+    // thread and a helper) hold a float64 copy at once.
+    let shape = RecordingShape::of(rec);
     let mut widest: Vec<usize> = (0..nl).collect();
     widest.sort_by_key(|&k| std::cmp::Reverse(layers[k].1.numel()));
     for &k in &widest {
-        let a = as_model_side(&layers[k].1, idx, rec);
-        let axis = stimulus_axis(&a);
         for (selection, half, b) in [(true, &sel, &rec_sel), (false, &rep, &rec_rep)] {
             pieces.push(Piece::Layer {
                 selection,
                 k,
-                a: a.index_select(axis, half),
+                a: layers[k].1.shallow_clone(),
+                idx: idx.shallow_clone(),
+                half: half.shallow_clone(),
                 b: b.shallow_clone(),
             });
         }
@@ -798,7 +818,16 @@ fn score_layers(
             Piece::Ceiling(spec, b) => {
                 Done::Ceiling(pipeline::ceilings(metric, &b, spec, &mut || check(0, 0)))
             }
-            Piece::Layer { selection, k, a, b } => {
+            Piece::Layer {
+                selection,
+                k,
+                a,
+                idx,
+                half,
+                b,
+            } => {
+                let a = as_model_side(&a, &idx, shape);
+                let a = a.index_select(stimulus_axis(&a), &half);
                 let result = run(&a, &b, &plain, selection);
                 let (count, phase) = if selection {
                     (&selected_done, " (selection)")
@@ -868,7 +897,7 @@ fn score_layers(
             ceiling: None,
             reduce,
         };
-        let a = as_model_side(&layers[best].1, idx, rec);
+        let a = as_model_side(&layers[best].1, idx, shape);
         reported[best] = run(
             &a.index_select(stimulus_axis(&a), &rep),
             &rec_rep,
@@ -925,11 +954,14 @@ fn score_layers(
 
 /// One independent piece of `score_layers`.
 enum Piece<'a> {
-    /// Layer `k` (`a`, model side) against the recording half `b`.
+    /// Layer `k` (`a`, as cached) on the recording stimuli `idx`, the
+    /// `half` of them against the recording half `b`.
     Layer {
         selection: bool,
         k: usize,
         a: Tensor,
+        idx: Tensor,
+        half: Tensor,
         b: Tensor,
     },
     /// The ceiling on the report half.
@@ -1008,7 +1040,7 @@ fn score_layers_nested(
         };
     let model_side: Vec<Tensor> = layers
         .iter()
-        .map(|(_, a)| as_model_side(a, idx, rec))
+        .map(|(_, a)| as_model_side(a, idx, RecordingShape::of(rec)))
         .collect();
     let indices = |v: &[u64]| {
         Tensor::from_slice(&v.iter().map(|&i| i as i64).collect::<Vec<_>>()).to_device(device)
