@@ -311,14 +311,17 @@ impl Service {
         model: Model,
         timeout: Duration,
     ) -> Result<Model> {
-        if model.state != "probing" {
-            return Ok(model);
-        }
-        if let Some(job) = model.probe_job_id {
-            let events = self.watch_job(caller, job, 0);
-            let _ = tokio::time::timeout(timeout, events.for_each(|_| async {})).await;
-        }
-        let m = self.get_model(caller, model.id).await?;
+        // A fast worker may have finished the probe before the registering
+        // request read the model back: a failed state is a failure here too.
+        let m = if model.state == "probing" {
+            if let Some(job) = model.probe_job_id {
+                let events = self.watch_job(caller, job, 0);
+                let _ = tokio::time::timeout(timeout, events.for_each(|_| async {})).await;
+            }
+            self.get_model(caller, model.id).await?
+        } else {
+            model
+        };
         if m.state == "failed" {
             self.discard_failed(m.id).await?;
             return Err(Error::invalid(
