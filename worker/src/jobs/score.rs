@@ -826,8 +826,8 @@ fn score_layers(
                 half,
                 b,
             } => {
-                let a = as_model_side(&a, &idx, shape);
-                let a = a.index_select(stimulus_axis(&a), &half);
+                // The half's rows of the set, converted alone.
+                let a = as_model_side(&a, &idx.index_select(0, &half), shape);
                 let result = run(&a, &b, &plain, selection);
                 let (count, phase) = if selection {
                     (&selected_done, " (selection)")
@@ -897,13 +897,8 @@ fn score_layers(
             ceiling: None,
             reduce,
         };
-        let a = as_model_side(&layers[best].1, idx, shape);
-        reported[best] = run(
-            &a.index_select(stimulus_axis(&a), &rep),
-            &rec_rep,
-            &full,
-            false,
-        )?;
+        let a = as_model_side(&layers[best].1, &idx.index_select(0, &rep), shape);
+        reported[best] = run(&a, &rec_rep, &full, false)?;
     }
     let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     let mut rows: Rows = Vec::new();
