@@ -294,13 +294,9 @@ pub async fn progress_many(
     let Some((last, _)) = events.last() else {
         return Ok(true);
     };
-    let mut tx = pool.begin().await?;
     // Progress is telemetry: a crash may lose the last few events, and the
-    // job's state changes (synchronous) flush them anyway. Not waiting for
-    // the WAL flush keeps a fast job's events from queueing behind fsyncs.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    // job's state changes (synchronous) flush them anyway.
+    let mut tx = crate::db::begin_unflushed(pool).await?;
     let r = sqlx::query(&format!(
         "UPDATE jobs SET progress = $4, updated_at = now() WHERE {FENCE}"
     ))

@@ -90,32 +90,32 @@ fn fit(
     alphas: &Tensor,
     keep_projection: bool,
 ) -> Result<Fit> {
-    let mut train_projection = None;
     let y_t = y.index_select(0, train);
     let y_mean = y_t.mean_dim(0, true, Kind::Double);
     let yc = &y_t - &y_mean;
     let n = train.size()[0];
-    let (lambda, basis, uty, x_mean) = match &d.gram {
+    let (lambda, basis, uty, x_mean, train_projection) = match &d.gram {
         Some(gram) => {
             let (lambda, u) = eig_psd(&centered_gram(gram, train, train), n)?;
             let uty = u.transpose(0, 1).matmul(&yc);
-            (lambda, u, uty, None)
+            (lambda, u, uty, None, None)
         }
         None => {
             let x_t = d.x.index_select(0, train);
             let x_mean = x_t.mean_dim(0, true, Kind::Double);
             let xc = x_t - &x_mean;
             let (lambda, v) = eig_psd(&xc.transpose(0, 1).matmul(&xc), n.max(d.x.size()[1]))?;
-            if keep_projection {
+            let (uty, proj) = if keep_projection {
                 // X_c V once, for the LOO search too; uty = (X_c V)ᵀ y_c.
                 let proj = xc.matmul(&v);
-                let uty = proj.transpose(0, 1).matmul(&yc);
-                train_projection = Some(proj);
-                (lambda, v, uty, Some(x_mean))
+                (proj.transpose(0, 1).matmul(&yc), Some(proj))
             } else {
-                let uty = v.transpose(0, 1).matmul(&xc.transpose(0, 1).matmul(&yc));
-                (lambda, v, uty, Some(x_mean))
-            }
+                (
+                    v.transpose(0, 1).matmul(&xc.transpose(0, 1).matmul(&yc)),
+                    None,
+                )
+            };
+            (lambda, v, uty, Some(x_mean), proj)
         }
     };
     let shrink = (lambda.unsqueeze(1) + alphas.unsqueeze(0)).reciprocal();

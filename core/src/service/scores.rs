@@ -54,20 +54,6 @@ pub struct NewScore {
     pub seeds: Value,
 }
 
-/// A transaction for what a running score job writes before it finishes
-/// (scores, per-neuron values, the region map), committed without waiting
-/// for the WAL flush: the job's finish, a synchronous commit later in the
-/// WAL, makes it durable; a crash before the finish retries the job, which
-/// writes it again. On a loaded disk each flush cost milliseconds on the
-/// job's critical path.
-async fn job_write_tx(pool: &sqlx::PgPool) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
-}
-
 impl Service {
     pub(super) async fn validate_score(
         &self,
@@ -297,10 +283,7 @@ impl Service {
     /// counting the hits (statistics: committed without waiting for the
     /// WAL flush).
     pub async fn cached_activations(&self, keys: &[String]) -> Result<HashMap<String, Uuid>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = crate::db::begin_unflushed(&self.pool).await?;
         let rows = sqlx::query(
             "UPDATE activations SET hits = hits + 1, updated_at = now() WHERE cache_key = ANY($1) \
              RETURNING cache_key, (SELECT blob_id FROM arrays WHERE id = array_id) AS blob_id",
@@ -370,7 +353,7 @@ impl Service {
             crate::blobs::BlobWriter::begin(&self.pool, self.cfg.blob_chunk_bytes, u64::MAX)
                 .await?;
         writer.write(&bytes).await?;
-        let mut tx = job_write_tx(&self.pool).await?;
+        let mut tx = crate::db::begin_unflushed(&self.pool).await?;
         let array = super::arrays::insert_array(
             &mut tx,
             &mut writer,
@@ -393,7 +376,7 @@ impl Service {
         benchmark_id: Uuid,
         rows: &[NewScore],
     ) -> Result<()> {
-        let mut tx = job_write_tx(&self.pool).await?;
+        let mut tx = crate::db::begin_unflushed(&self.pool).await?;
         sqlx::query("DELETE FROM scores WHERE job_id = $1 AND benchmark_id = $2")
             .bind(job_id)
             .bind(benchmark_id)
@@ -642,7 +625,7 @@ impl Service {
     ) -> Result<Uuid> {
         let regions = self.compute_region_layers(lab_id, model_id).await?;
         let id = Uuid::new_v4();
-        let mut tx = job_write_tx(&self.pool).await?;
+        let mut tx = crate::db::begin_unflushed(&self.pool).await?;
         sqlx::query(
             "INSERT INTO region_layer_maps (id, lab_id, model_id, job_id, regions) VALUES ($1, $2, $3, $4, $5)",
         )
