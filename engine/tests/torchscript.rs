@@ -104,12 +104,9 @@ fn bad_models_are_clear_errors() {
     );
 }
 
-#[test]
-fn extraction_matches_pytorch_eager_with_the_same_preprocessing() {
-    let model =
-        LayerModel::Script(ScriptModel::load(&file("dict_cnn.pt"), Device::Cpu, None).unwrap());
-    let stimuli = npy("recovery_stimuli.npy");
-    let spec = InputSpec {
+/// The recovery fixtures' input: 16 × 16 RGB images.
+fn recovery_spec() -> InputSpec {
+    InputSpec {
         kind: InputKind::Images,
         size: Some([16, 16]),
         channels: Some(3),
@@ -118,7 +115,44 @@ fn extraction_matches_pytorch_eager_with_the_same_preprocessing() {
             hidden: vec![1],
             unit: Default::default(),
         })
+    }
+}
+
+#[test]
+fn a_model_that_rejects_channels_last_batches_gets_contiguous_ones() {
+    // The model flattens with `view`, which a channels-last batch fails
+    // (the fixture script checks that it does); extraction still works and
+    // reproduces PyTorch eager.
+    let model = LayerModel::Script(
+        ScriptModel::load(&file("views_its_input.pt"), Device::Cpu, None).unwrap(),
+    );
+    let opts = ExtractOptions {
+        pooling: Pooling::Avg,
+        layers: None,
+        batch_size: None,
+        batch_budget: 1 << 30,
     };
+    let (layers, batch) = extract(
+        &model,
+        &npy("recovery_stimuli.npy"),
+        &recovery_spec(),
+        &opts,
+        &mut |_, _| Ok(()),
+    )
+    .unwrap();
+    let fc = &layers.iter().find(|l| l.0 == "fc").unwrap().1;
+    let diff = (fc - npy("views_fc_eager.npy")).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "max |neuralign − PyTorch eager| = {diff}");
+    // 4 KB of layer outputs per stimulus: the batch is capped, not memory-bound.
+    assert_eq!(batch, 256);
+}
+
+#[test]
+fn extraction_matches_pytorch_eager_with_the_same_preprocessing() {
+    let model =
+        LayerModel::Script(ScriptModel::load(&file("dict_cnn.pt"), Device::Cpu, None).unwrap());
+    let stimuli = npy("recovery_stimuli.npy");
+    let spec = recovery_spec();
     let keep = vec!["relu2".to_string(), "fc".to_string()];
     let opts = ExtractOptions {
         pooling: Pooling::Avg,

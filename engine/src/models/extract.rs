@@ -4,6 +4,14 @@
 //! or flattened into a preallocated stimuli × features tensor, so peak
 //! memory is the activations plus one batch. The batch is sized from a
 //! one-stimulus probe to fit a memory budget and halved on out-of-memory.
+//!
+//! On the CPU, image batches go in channels-last (NHWC strides, the same
+//! NCHW shape), the layout oneDNN's convolutions are fastest with, and are
+//! kept small enough that a batch's layer outputs stay a few tens of MiB:
+//! together 2.7× PyTorch eager's NCHW batches of 256 on the score bench's
+//! CNN (BENCHMARKS.md). Strides change no value (flatten, pooling and every
+//! elementwise op read by index); only `view` cares, so a model that
+//! rejects a channels-last probe is run with contiguous batches instead.
 
 use neuralign_core::architecture::{ChannelOrder, InputKind, InputSpec, Pooling};
 use tch::{Device, Kind, Tensor};
@@ -118,6 +126,35 @@ pub struct ExtractOptions<'a> {
     pub batch_budget: u64,
 }
 
+/// Layer outputs a CPU batch may produce at once. Larger batches are fresh
+/// allocations paged in on every batch; measured on the score bench's CNN
+/// (0.94 MB of layer outputs per stimulus, 1,000 stimuli, two threads):
+/// 8–32 stimuli per batch take 0.61–0.69 s, 256 take 1.04 s.
+const CPU_BATCH_BYTES: u64 = 24 << 20;
+/// Below this a forward pass is mostly per-call overhead (1–2 stimuli per
+/// batch took 1.4 s on the same model), unless memory allows no more.
+const CPU_MIN_BATCH: u64 = 8;
+const MAX_BATCH: u64 = 256;
+
+/// The same images with NHWC strides: what PyTorch calls channels-last,
+/// without a memory-format API (tch has none).
+fn channels_last(x: Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+}
+
+/// Stimuli per batch when the job does not fix it: what fits the budget,
+/// and on the CPU no more than keeps a batch's outputs cache-sized.
+fn batch_size(per_stimulus: u64, budget: u64, device: Device) -> u64 {
+    let per_stimulus = per_stimulus.max(1);
+    let fit = (budget / per_stimulus).clamp(1, MAX_BATCH);
+    match device {
+        Device::Cpu => (CPU_BATCH_BYTES / per_stimulus)
+            .clamp(CPU_MIN_BATCH, MAX_BATCH)
+            .min(fit),
+        _ => fit,
+    }
+}
+
 fn is_oom(e: &EngineError) -> bool {
     let m = e.to_string().to_lowercase();
     m.contains("out of memory") || m.contains("cuda error: out of memory")
@@ -135,20 +172,38 @@ pub fn extract(
     let _guard = tch::no_grad_guard();
     let n = stimuli.size()[0];
     let device = model.device();
-    let run = |from: i64, len: i64| -> Result<Vec<(String, Tensor)>> {
-        let x = preprocess(&stimuli.narrow(0, from, len), spec)?.to_device(device);
+    // Each batch's layers (pooled) and the bytes all its layer outputs took.
+    let run = |from: i64, len: i64, nhwc: bool| -> Result<(Vec<(String, Tensor)>, u64)> {
+        let mut x = preprocess(&stimuli.narrow(0, from, len), spec)?.to_device(device);
+        if nhwc {
+            x = channels_last(x);
+        }
         let layers = model.forward_layers(&x)?;
-        Ok(layers
+        let bytes = layers
+            .iter()
+            .map(|(_, t)| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64)
+            .sum();
+        let kept = layers
             .into_iter()
             .filter(|(name, _)| {
                 opts.layers
                     .is_none_or(|keep| keep.iter().any(|k| k == name))
             })
             .map(|(name, t)| (name, features(&t, opts.pooling)))
-            .collect())
+            .collect();
+        Ok((kept, bytes))
     };
-    // A one-stimulus probe tells the output shapes and the per-stimulus cost.
-    let probe = run(0, 1)?;
+    // A one-stimulus probe tells the output shapes, the per-stimulus cost
+    // and whether the model takes channels-last batches.
+    let mut nhwc = device == Device::Cpu && stimuli.dim() == 4 && spec.kind == InputKind::Images;
+    let (probe, per_stimulus) = match run(0, 1, nhwc) {
+        Ok(probe) => probe,
+        Err(_) if nhwc => {
+            nhwc = false;
+            run(0, 1, false)?
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(keep) = opts.layers {
         if let Some(missing) = keep.iter().find(|k| !probe.iter().any(|(n, _)| n == *k)) {
             return Err(EngineError::invalid(format!(
@@ -156,15 +211,10 @@ pub fn extract(
             )));
         }
     }
-    let per_stimulus: u64 = probe
-        .iter()
-        .map(|(_, t)| t.numel() as u64 * 4)
-        .sum::<u64>()
-        .max(4);
-    let mut batch = opts
-        .batch_size
-        .unwrap_or_else(|| (opts.batch_budget / (4 * per_stimulus)).clamp(1, 256) as usize)
-        as i64;
+    let mut batch = opts.batch_size.map_or_else(
+        || batch_size(per_stimulus, opts.batch_budget, device) as i64,
+        |b| b as i64,
+    );
     let mut out: Vec<(String, Tensor)> = probe
         .iter()
         .map(|(name, t)| {
@@ -179,8 +229,8 @@ pub fn extract(
     let mut from = 0;
     while from < n {
         let len = batch.min(n - from);
-        match run(from, len) {
-            Ok(layers) => {
+        match run(from, len, nhwc) {
+            Ok((layers, _)) => {
                 for ((_, dst), (_, src)) in out.iter_mut().zip(layers) {
                     dst.narrow(0, from, len)
                         .copy_(&src.to_device(Device::Cpu).to_kind(Kind::Float));
@@ -193,4 +243,35 @@ pub fn extract(
         }
     }
     Ok((out, batch as usize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_batches_stay_cache_sized_and_every_batch_fits_the_budget() {
+        const MIB: u64 = 1 << 20;
+        // 1 MiB of outputs per stimulus: 24 per batch on the CPU, all the
+        // budget allows on a GPU (capped).
+        assert_eq!(batch_size(MIB, 2 << 30, Device::Cpu), 24);
+        assert_eq!(batch_size(MIB, 8 << 30, Device::Cuda(0)), MAX_BATCH);
+        // Wide outputs: no fewer than the minimum, unless the budget says so.
+        assert_eq!(batch_size(100 * MIB, 2 << 30, Device::Cpu), CPU_MIN_BATCH);
+        assert_eq!(batch_size(100 * MIB, 350 * MIB, Device::Cpu), 3);
+        assert_eq!(batch_size(100 * MIB, 10 * MIB, Device::Cpu), 1);
+        assert_eq!(batch_size(100 * MIB, 350 * MIB, Device::Cuda(0)), 3);
+        // Narrow outputs: the cap.
+        assert_eq!(batch_size(16, 2 << 30, Device::Cpu), MAX_BATCH);
+        assert_eq!(batch_size(0, 0, Device::Cpu), 1);
+    }
+
+    #[test]
+    fn channels_last_keeps_shape_and_values_and_changes_strides() {
+        let x = Tensor::arange(2 * 3 * 4 * 5, (Kind::Float, Device::Cpu)).view([2, 3, 4, 5]);
+        let y = channels_last(x.shallow_clone());
+        assert_eq!(y.size(), x.size());
+        assert_eq!(y.stride(), vec![60, 1, 15, 3]);
+        assert!(y.equal(&x));
+    }
 }
