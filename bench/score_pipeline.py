@@ -176,6 +176,8 @@ from sklearn.model_selection import KFold
 import rsatoolbox
 
 torch.set_num_threads(torch.get_num_threads())
+server_cpu_before_python = cpu_seconds(PID)
+machine_cpu_before_python, own_cpu_before_python = cpu_seconds(), cpu_seconds(os.getpid())
 t0 = time.time()
 stim_np = np.load(f"{DIR}/stimuli.npy")
 x = torch.from_numpy(stim_np)
@@ -236,7 +238,11 @@ for fn in [ridge, rsa, cka]:
     best = max(sel_vals, key=sel_vals.get)
     py_scores[fn.__name__] = {"layer": best, "raw": rep_vals[best], "normalized": rep_vals[best] / c}
 t_py = time.time() - t0
-python = {"total_s": t_py, "extract_s": t_extract_py, "extract_images_per_s": N / t_extract_py,
+# The server is idle while Python runs: its CPU time then shows it is.
+ours["server_cpu_during_python_s"] = cpu_seconds(PID) - server_cpu_before_python
+python_cpu = {"own_cpu_s": cpu_seconds(os.getpid()) - own_cpu_before_python,
+              "machine_cpu_s": cpu_seconds() - machine_cpu_before_python}
+python = {"total_s": t_py, "cpu": python_cpu, "extract_s": t_extract_py, "extract_images_per_s": N / t_extract_py,
           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "scores": py_scores}
 out = {"neuralign": ours, "python": python,
        "cold_speedup": t_py / t_cold, "cached_speedup": t_py / t_cached,

@@ -172,8 +172,13 @@ fn main() {
                 .map(|l| load(dir, l))
                 .collect();
             let mut times = serde_json::Map::new();
+            // Ridge twice: "ridge_kept" finds the decompositions the first
+            // pass made, as a worker's re-score does.
+            let decompositions = neuralign_engine::DecompositionCache::new(1 << 30);
+            let ridge = metric("ridge", json!({"inner": "loo"}));
             for (name, m) in [
-                ("ridge", metric("ridge", json!({"inner": "loo"}))),
+                ("ridge", ridge.clone()),
+                ("ridge_kept", ridge),
                 ("rsa", metric("rsa", json!({}))),
                 ("linear_cka", metric("linear_cka", json!({}))),
             ] {
@@ -190,10 +195,14 @@ fn main() {
                     // As the worker does: b averaged, and its RDM, once for every layer.
                     let b = pipeline::averaged_target(&rec.index_select(1, half), &plan);
                     let memo = neuralign_engine::TargetMemo::default();
-                    for a in &layers {
+                    for (l, a) in layers.iter().enumerate() {
                         let a = a.index_select(0, half);
-                        let memo = Some((&memo, "half"));
-                        let r = pipeline::run_with(&a, &b, &plan, memo, &mut |_, _| Ok(()));
+                        let design = format!("layer {l} half {}", half.int64_value(&[0]));
+                        let kept = neuralign_engine::Kept {
+                            target: Some((&memo, "half")),
+                            design: Some((&decompositions, design.as_str())),
+                        };
+                        let r = pipeline::run_with(&a, &b, &plan, kept, &mut |_, _| Ok(()));
                         values.push(r.unwrap()[0].value);
                     }
                 }

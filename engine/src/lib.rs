@@ -11,6 +11,7 @@ pub mod error;
 pub mod inference;
 pub mod kendall;
 pub mod knn;
+pub mod lru;
 pub mod metrics;
 pub mod models;
 pub mod one_to_one;
@@ -26,7 +27,9 @@ pub mod shape;
 pub mod splits;
 
 pub use error::{EngineError, Result};
-pub use metrics::{compute, compute_detailed, compute_detailed_with, TargetMemo};
+pub use metrics::{compute, compute_detailed, compute_detailed_with, Kept, TargetMemo};
+pub use ridge::DecompositionCache;
+
 /// Picks the compute device from a config string: `cpu`, `cuda` or `cuda:N`.
 /// Asking for CUDA where there is none is an error, never a silent fallback.
 pub fn parse_device(s: &str) -> Result<tch::Device> {

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{EngineError, Result};
+use crate::ridge::DecompositionCache;
 use crate::{cca, cka, kendall, knn, one_to_one, pls, rank, rdm, ridge, shape};
 
 /// Compares two RDM vectors, dropping entries that are NaN in either.
@@ -152,16 +153,53 @@ pub fn compute_detailed(
     a: &Tensor,
     b: &Tensor,
 ) -> Result<(f64, Option<serde_json::Value>)> {
-    compute_detailed_with(metric, a, b, None)
+    compute_detailed_with(metric, a, b, Kept::default())
 }
 
-/// `compute_detailed`, with b's derived values kept in `memo` under the
-/// given key when there is one.
+/// What a caller comparing many model sides with many targets lets the
+/// metrics keep, each under the caller's name for the input it derives
+/// from.
+#[derive(Clone, Copy, Default)]
+pub struct Kept<'a> {
+    /// b's derived values (RSA's RDM and its ranks), within one job.
+    pub target: Option<(&'a TargetMemo, &'a str)>,
+    /// a's derived values (ridge's decompositions of its training sets),
+    /// under a name that identifies a's contents, kept as long as the
+    /// cache keeps them.
+    pub design: Option<(&'a DecompositionCache, &'a str)>,
+}
+
+impl<'a> Kept<'a> {
+    /// The same stores, the names suffixed (one time bin of the inputs).
+    pub fn suffixed(&self, suffix: &str) -> KeptNames<'a> {
+        KeptNames {
+            target: self.target.map(|(m, k)| (m, format!("{k} {suffix}"))),
+            design: self.design.map(|(s, k)| (s, format!("{k} {suffix}"))),
+        }
+    }
+}
+
+/// `Kept` with owned names.
+pub struct KeptNames<'a> {
+    target: Option<(&'a TargetMemo, String)>,
+    design: Option<(&'a DecompositionCache, String)>,
+}
+
+impl KeptNames<'_> {
+    pub fn as_kept(&self) -> Kept<'_> {
+        Kept {
+            target: self.target.as_ref().map(|(m, k)| (*m, k.as_str())),
+            design: self.design.as_ref().map(|(s, k)| (*s, k.as_str())),
+        }
+    }
+}
+
+/// `compute_detailed`, with derived values kept where `kept` says.
 pub fn compute_detailed_with(
     metric: &Metric,
     a: &Tensor,
     b: &Tensor,
-    memo: Option<(&TargetMemo, &str)>,
+    kept: Kept,
 ) -> Result<(f64, Option<serde_json::Value>)> {
     let _guard = tch::no_grad_guard();
     if a.size()[0] != b.size()[0] {
@@ -184,7 +222,7 @@ pub fn compute_detailed_with(
         Metric::Rsa(o) => {
             let ra = rdm::rdm(a, o.rdm_a.unwrap_or(o.rdm)).map_err(|e| name_input(e, "a"))?;
             let target = || rdm::rdm(b, o.rdm).map_err(|e| name_input(e, "b"));
-            match memo {
+            match kept.target {
                 Some((memo, key)) => {
                     let key = format!("{key} {}", metric.options_json());
                     let (rb, ranks) = memo.rdm(&key, target)?;
@@ -215,7 +253,7 @@ pub fn compute_detailed_with(
             r.scores.value
         }
         Metric::Ridge(o) => {
-            let r = ridge::ridge(a, b, o, || Ok(()))?;
+            let r = ridge::ridge(a, b, o, kept.design, || Ok(()))?;
             details = Some(serde_json::to_value(&r).unwrap_or_default());
             r.scores.value
         }
@@ -259,9 +297,18 @@ mod memo_tests {
             for layer in 0..3 {
                 let a = Tensor::randn([30, 8 + layer], (Kind::Double, Device::Cpu));
                 let alone = compute_detailed(&m, &a, &b).unwrap().0;
-                let kept = compute_detailed_with(&m, &a, &b, Some((&memo, "b")))
-                    .unwrap()
-                    .0;
+                let target = Some((&memo, "b"));
+                let kept = compute_detailed_with(
+                    &m,
+                    &a,
+                    &b,
+                    Kept {
+                        target,
+                        design: None,
+                    },
+                )
+                .unwrap()
+                .0;
                 assert_eq!(alone, kept, "{how}, layer {layer}");
             }
             assert_eq!(

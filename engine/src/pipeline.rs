@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use crate::error::{EngineError, Result};
 use crate::inference::{self, Ceiling, Interval, PermutationTest};
-use crate::metrics::{compare_rdms, compute_detailed_with, TargetMemo};
+use crate::metrics::{compare_rdms, compute_detailed_with, Kept};
 use crate::rdm;
 use crate::{cka, reduce};
 
@@ -149,17 +149,17 @@ pub fn run(
     plan: &ComparePlan,
     check: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<Vec<MetricResult>> {
-    run_with(a, b, plan, None, check)
+    run_with(a, b, plan, Kept::default(), check)
 }
 
-/// `run`, keeping what the metrics derive from b alone in `memo` (under
-/// the caller's name for b, `.1`), for callers that compare many a with
-/// one b.
+/// `run`, keeping what the metrics derive from b alone or from a alone
+/// where `kept` says (names suffixed with the time bin), for callers that
+/// compare many a with one b, or one a again.
 pub fn run_with(
     a: &Tensor,
     b: &Tensor,
     plan: &ComparePlan,
-    memo: Option<(&TargetMemo, &str)>,
+    kept: Kept,
     check: &mut dyn FnMut(usize, usize) -> Result<()>,
 ) -> Result<Vec<MetricResult>> {
     let _guard = tch::no_grad_guard();
@@ -202,9 +202,8 @@ pub fn run_with(
                     )
                 }
                 _ => {
-                    let key = memo.map(|(memo, key)| (memo, format!("{key} bin {bin}")));
-                    compute_detailed_with(m, &x, &y, key.as_ref().map(|(m, k)| (*m, k.as_str())))
-                        .map_err(|e| name(e, i, m))?
+                    let names = kept.suffixed(&format!("bin {bin}"));
+                    compute_detailed_with(m, &x, &y, names.as_kept()).map_err(|e| name(e, i, m))?
                 }
             };
             let bootstrap = plan

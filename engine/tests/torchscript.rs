@@ -141,7 +141,10 @@ fn a_model_that_rejects_channels_last_batches_gets_contiguous_ones() {
     )
     .unwrap();
     let fc = &layers.iter().find(|l| l.0 == "fc").unwrap().1;
-    let diff = (fc - npy("views_fc_eager.npy")).abs().max().double_value(&[]);
+    let diff = (fc - npy("views_fc_eager.npy"))
+        .abs()
+        .max()
+        .double_value(&[]);
     assert!(diff < 1e-5, "max |neuralign − PyTorch eager| = {diff}");
     // 4 KB of layer outputs per stimulus: the batch is capped, not memory-bound.
     assert_eq!(batch, 256);

@@ -37,6 +37,15 @@ pub struct WorkerConfig {
         default_value_t = 512
     )]
     pub tensor_cache_mib: u64,
+    /// Memory for ridge's decompositions of model layers' training sets,
+    /// kept across jobs (a re-score, or another recording of the same
+    /// stimuli, reuses them), in MiB; 0 turns it off.
+    #[arg(
+        long = "decomposition-cache-mib",
+        env = "NEURALIGN_WORKER_DECOMPOSITION_CACHE_MIB",
+        default_value_t = 256
+    )]
+    pub decomposition_cache_mib: u64,
     /// A name for this worker in job events; defaults to host:pid.
     #[arg(long = "worker-id", env = "NEURALIGN_WORKER_ID")]
     pub worker_id: Option<String>,
@@ -60,6 +69,7 @@ impl Default for WorkerConfig {
                 .to_vec(),
             compute_threads: None,
             tensor_cache_mib: 512,
+            decomposition_cache_mib: 256,
             worker_id: None,
             drain_ms: 20_000,
         }

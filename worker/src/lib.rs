@@ -7,6 +7,7 @@
 pub mod compute;
 pub mod config;
 pub mod jobs;
+pub mod kept;
 pub mod runner;
 pub mod tensor_cache;
 

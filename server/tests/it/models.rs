@@ -215,6 +215,18 @@ pub async fn recovery_benchmark(
     lab: &str,
     recording: Vec<u8>,
 ) -> String {
+    let metric = json!({"id": "ridge", "options": {"folds": 4}});
+    recovery_benchmark_with(srv, key, lab, recording, metric).await
+}
+
+/// `recovery_benchmark` with another metric.
+async fn recovery_benchmark_with(
+    srv: &TestServer,
+    key: &str,
+    lab: &str,
+    recording: Vec<u8>,
+    metric: Value,
+) -> String {
     let (s, set) = send(
         srv,
         key,
@@ -230,7 +242,7 @@ pub async fn recovery_benchmark(
     );
     let (s, rec) = send(srv, key, srv.client.post(srv.url(&url)).body(recording)).await;
     assert_eq!(s, 201, "{rec}");
-    let body = json!({"name": "recovery", "recording": rec["id"], "metric": {"id": "ridge", "options": {"folds": 4}},
+    let body = json!({"name": "recovery", "recording": rec["id"], "metric": metric,
         "ceiling": {"splits": 10, "seed": 1}, "splits": {"seed": 3}});
     let (s, b) = send(
         srv,
@@ -256,6 +268,38 @@ async fn score(srv: &TestServer, key: &str, spec: Value) -> Value {
     let done = wait_job(srv, key, j["id"].as_str().unwrap()).await;
     assert_eq!(done["state"], "succeeded", "{done}");
     done["result"].clone()
+}
+
+/// Ridge's decompositions of a layer's training sets, kept by the worker
+/// between jobs, change no number: a LOO-ridge benchmark scored on a
+/// server that keeps none, then twice on one that does (the second score
+/// from kept decompositions, the selected layer's bootstrap too), gives the
+/// same curve and interval.
+#[sqlx::test(migrations = "../migrations")]
+async fn kept_ridge_decompositions_change_no_number(pool: PgPool) {
+    let loo = json!({"id": "ridge", "options": {"folds": 4, "inner": "loo"}});
+    let srv = common::start(&pool, |c| c.worker.decomposition_cache_mib = 0).await;
+    let (_, key) = srv.lab("kept").await;
+    let bench =
+        recovery_benchmark_with(&srv, &key, "kept", file("recovery_recording.npy"), loo).await;
+    let (s, m) = dict_cnn(&srv, &key).await;
+    assert_eq!(s, 201, "{m}");
+    let spec = json!({"kind": "score", "model": m["id"], "benchmarks": [bench],
+        "bootstrap": {"samples": 50, "seed": 2}});
+    let fresh = score(&srv, &key, spec.clone()).await;
+    srv.stop().await;
+    let srv = common::start(&pool, |_| {}).await;
+    let made = score(&srv, &key, spec.clone()).await;
+    let kept = score(&srv, &key, spec).await;
+    let fresh = &fresh["benchmarks"][0];
+    assert_eq!(fresh["layer"], "relu2", "{fresh}");
+    assert!(fresh["ci"].is_array(), "{fresh}");
+    for other in [&made["benchmarks"][0], &kept["benchmarks"][0]] {
+        for field in ["curve", "raw", "ci", "layer"] {
+            assert_eq!(other[field], fresh[field], "{field}");
+        }
+    }
+    srv.stop().await;
 }
 
 #[sqlx::test(migrations = "../migrations")]

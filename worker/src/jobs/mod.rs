@@ -120,8 +120,8 @@ pub struct JobContext {
     pub progress: mpsc::UnboundedSender<(f64, Option<String>)>,
     /// Where this slot's tensor work runs.
     pub compute: std::sync::Arc<crate::compute::ComputeThread>,
-    /// Arrays decoded lately, shared by the worker's slots.
-    pub tensors: std::sync::Arc<crate::tensor_cache::TensorCache>,
+    /// What the worker keeps between jobs, shared by its slots.
+    pub kept: std::sync::Arc<crate::kept::Kept>,
 }
 
 impl JobContext {

@@ -22,7 +22,7 @@ use neuralign_engine::models::extract::{extract, ExtractOptions};
 use neuralign_engine::models::LayerModel;
 use neuralign_engine::pipeline::{self, ComparePlan};
 use neuralign_engine::splits::{permutation_from, SplitMix64};
-use neuralign_engine::{EngineError, TargetMemo};
+use neuralign_engine::{EngineError, Kept, TargetMemo};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -125,7 +125,7 @@ enum Stored {
 /// A stored array as a tensor, from the worker's tensor cache when a job
 /// decoded it lately.
 async fn stored_tensor(ctx: &JobContext, what: Stored, blob: Uuid) -> Result<Tensor, JobError> {
-    if let Some(t) = ctx.tensors.get(blob) {
+    if let Some(t) = ctx.kept.tensors.get(blob) {
         return Ok(t);
     }
     let bytes = read_all(ctx.service.pool(), blob).await?;
@@ -138,7 +138,7 @@ async fn stored_tensor(ctx: &JobContext, what: Stored, blob: Uuid) -> Result<Ten
             })
         })
         .await??;
-    ctx.tensors.insert(blob, &t);
+    ctx.kept.tensors.insert(blob, &t);
     Ok(t)
 }
 
@@ -387,6 +387,40 @@ async fn fan_out(
     Ok(Step::Done(outcomes))
 }
 
+/// What extraction does to the stimuli and the layers, as the activation
+/// cache keys name it.
+fn preprocessing(spec: &ScoreSpec, model: &Model) -> serde_json::Value {
+    json!({"input": model.input, "pooling": spec.pooling, "extraction": "v1"})
+}
+
+/// The layers a score wants, in order, and each one's activation cache
+/// key: its contents' name (model version, stimulus set, layer,
+/// preprocessing).
+fn activation_keys(
+    spec: &ScoreSpec,
+    model: &Model,
+    input: &ScoringInput,
+) -> (Vec<String>, HashMap<String, String>) {
+    let wanted: Vec<String> = spec
+        .layers
+        .clone()
+        .unwrap_or_else(|| model.layers.iter().map(|l| l.name.clone()).collect());
+    let prep_hash = sha(&[&preprocessing(spec, model).to_string()]);
+    let keys = wanted
+        .iter()
+        .map(|layer| {
+            let key = sha(&[
+                &model.version_hash,
+                &input.stimulus_sha256,
+                layer,
+                &prep_hash,
+            ]);
+            (layer.clone(), key)
+        })
+        .collect();
+    (wanted, keys)
+}
+
 /// Every wanted layer's activations on the whole stimulus set: cached ones
 /// read back, the rest extracted in one pass and cached. `warm_only`: only
 /// fill the cache (a fanning-out parent), reading nothing back and counting
@@ -401,26 +435,10 @@ async fn activations(
     warm_only: bool,
 ) -> Result<(Vec<(String, Tensor)>, CacheUse), JobError> {
     let svc = &ctx.service;
-    let wanted: Vec<String> = spec
-        .layers
-        .clone()
-        .unwrap_or_else(|| model.layers.iter().map(|l| l.name.clone()).collect());
-    let preprocessing = json!({"input": model.input, "pooling": spec.pooling, "extraction": "v1"});
-    let prep_hash = sha(&[&preprocessing.to_string()]);
+    let (wanted, keys) = activation_keys(spec, model, input);
+    let preprocessing = preprocessing(spec, model);
     let mut found: HashMap<String, Tensor> = HashMap::new();
     let mut missing = Vec::new();
-    let keys: HashMap<String, String> = wanted
-        .iter()
-        .map(|layer| {
-            let key = sha(&[
-                &model.version_hash,
-                &input.stimulus_sha256,
-                layer,
-                &prep_hash,
-            ]);
-            (layer.clone(), key)
-        })
-        .collect();
     let all: Vec<String> = wanted.iter().map(|l| keys[l].clone()).collect();
     if warm_only {
         let held = svc.activations_held(&all).await?;
@@ -502,7 +520,7 @@ async fn activations(
             // As a reader of the blob would decode it: the stored float32,
             // in host memory.
             let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-            ctx.tensors.insert(blob, &t);
+            ctx.kept.tensors.insert(blob, &t);
             found.insert(name, t);
         }
     }
@@ -534,6 +552,10 @@ async fn score_benchmark(
     let estimate = svc.score_estimate(model, spec, &input)?;
     tracing::info!(job_id = %ctx.job_id, benchmark = reference, ?estimate, "scoring");
     let (layers, cache) = activations(ctx, spec, model, loader, &input, at, false).await?;
+    // Names for each layer's contents, under which what is derived from
+    // them alone is kept between jobs.
+    let (_, keys) = activation_keys(spec, model, &input);
+    let contents: Vec<String> = layers.iter().map(|(l, _)| keys[l].clone()).collect();
     let rec = stored_tensor(ctx, Stored::Recording, input.recording_blob).await?;
     let metric = Metric::parse("metric", &input.benchmark.metric)?;
     let ceiling = input.benchmark.ceiling.clone();
@@ -602,6 +624,7 @@ async fn score_benchmark(
                 &rec,
                 &idx,
                 layers,
+                &contents,
                 known_ceilings,
                 at,
             )
@@ -734,6 +757,7 @@ fn score_layers(
     rec: &Tensor,
     idx: &Tensor,
     layers: Vec<(String, Tensor)>,
+    contents: &[String],
     known_ceilings: Option<Ceilings>,
     at: Progress,
 ) -> Result<(Rows, serde_json::Value, Ceilings), EngineError> {
@@ -767,13 +791,32 @@ fn score_layers(
             (&on_report, "report half")
         }
     };
+    // What ridge derives from a layer's half alone is kept across jobs,
+    // named by the layer's contents, the half's stimuli and what turns them
+    // into the model side.
+    let shape = RecordingShape::of(rec);
+    let half_name = |half: &Tensor| {
+        let rows = Vec::<i64>::try_from(idx.index_select(0, half).to_device(tch::Device::Cpu))
+            .unwrap_or_default();
+        sha(&[
+            &format!("{rows:?}"),
+            &format!("bins {:?}", shape.bins),
+            &serde_json::to_string(&reduce).unwrap_or_default(),
+        ])
+    };
+    let (sel_name, rep_name) = (half_name(&sel), half_name(&rep));
     let run = |a: &Tensor,
                b: &Tensor,
                plan: &ComparePlan,
-               selection: bool|
+               selection: bool,
+               design: &str|
      -> Result<Vec<pipeline::MetricResult>, EngineError> {
         let (a, _) = pipeline::reduce_model_side(a, plan.reduce)?;
-        pipeline::run_with(&a, b, plan, Some(memo(selection)), &mut |d, t| check(d, t))
+        let kept = Kept {
+            target: Some(memo(selection)),
+            design: Some((&ctx.kept.decompositions, design)),
+        };
+        pipeline::run_with(&a, b, plan, kept, &mut |d, t| check(d, t))
     };
     let mean = |rs: &[pipeline::MetricResult]| {
         rs.iter().map(|r| r.value).sum::<f64>() / rs.len().max(1) as f64
@@ -796,14 +839,17 @@ fn score_layers(
     );
     // A piece converts its layer when it runs, so two at most (the slot's
     // thread and a helper) hold a float64 copy at once.
-    let shape = RecordingShape::of(rec);
     let mut widest: Vec<usize> = (0..nl).collect();
     widest.sort_by_key(|&k| std::cmp::Reverse(layers[k].1.numel()));
     for &k in &widest {
-        for (selection, half, b) in [(true, &sel, &rec_sel), (false, &rep, &rec_rep)] {
+        for (selection, half, b, name) in [
+            (true, &sel, &rec_sel, &sel_name),
+            (false, &rep, &rec_rep, &rep_name),
+        ] {
             pieces.push(Piece::Layer {
                 selection,
                 k,
+                design: format!("{} {name}", contents[k]),
                 a: layers[k].1.shallow_clone(),
                 idx: idx.shallow_clone(),
                 half: half.shallow_clone(),
@@ -821,6 +867,7 @@ fn score_layers(
             Piece::Layer {
                 selection,
                 k,
+                design,
                 a,
                 idx,
                 half,
@@ -828,7 +875,7 @@ fn score_layers(
             } => {
                 // The half's rows of the set, converted alone.
                 let a = as_model_side(&a, &idx.index_select(0, &half), shape);
-                let result = run(&a, &b, &plain, selection);
+                let result = run(&a, &b, &plain, selection, &design);
                 let (count, phase) = if selection {
                     (&selected_done, " (selection)")
                 } else {
@@ -898,7 +945,8 @@ fn score_layers(
             reduce,
         };
         let a = as_model_side(&layers[best].1, &idx.index_select(0, &rep), shape);
-        reported[best] = run(&a, &rec_rep, &full, false)?;
+        let design = format!("{} {rep_name}", contents[best]);
+        reported[best] = run(&a, &rec_rep, &full, false, &design)?;
     }
     let ceiling_by_bin: HashMap<Option<i64>, f64> = ceilings.iter().copied().collect();
     let mut rows: Rows = Vec::new();
@@ -954,6 +1002,8 @@ enum Piece<'a> {
     Layer {
         selection: bool,
         k: usize,
+        /// The name of `a`'s half, as the worker keeps ridge's decompositions.
+        design: String,
         a: Tensor,
         idx: Tensor,
         half: Tensor,
