@@ -4,10 +4,10 @@
 //! Compute runs off the async runtime on one long-lived compute thread per
 //! slot (`compute`), with a cancellation token and a progress channel.
 
+pub mod caches;
 pub mod compute;
 pub mod config;
 pub mod jobs;
-pub mod kept;
 pub mod runner;
 pub mod tensor_cache;
 

@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::caches::Caches;
 use crate::config::WorkerConfig;
 use crate::jobs::{run_claimed, JobContext};
-use crate::kept::Kept;
 
 /// Starts `cfg.concurrency` worker slots; they end after `shutdown`.
 pub fn spawn_workers(
@@ -25,15 +25,15 @@ pub fn spawn_workers(
 ) -> Vec<JoinHandle<()>> {
     let worker_id = cfg.worker_id();
     tracing::info!(worker_id, ?device, concurrency = cfg.concurrency, kinds = ?cfg.kinds, "worker starting");
-    let kept = std::sync::Arc::new(Kept::new(&cfg));
+    let caches = std::sync::Arc::new(Caches::new(&cfg));
     let cores = crate::compute::Cores::of_this_machine();
     (0..cfg.concurrency)
         .map(|slot| {
             let (svc, cfg, shutdown) = (service.clone(), cfg.clone(), shutdown.clone());
             let id = format!("{worker_id}/{slot}");
-            let (kept, cores) = (kept.clone(), cores.clone());
+            let (caches, cores) = (caches.clone(), cores.clone());
             tokio::spawn(
-                async move { slot_loop(svc, cfg, id, device, kept, cores, shutdown).await },
+                async move { slot_loop(svc, cfg, id, device, caches, cores, shutdown).await },
             )
         })
         .collect()
@@ -64,7 +64,7 @@ async fn slot_loop(
     cfg: WorkerConfig,
     worker_id: String,
     device: tch::Device,
-    kept: std::sync::Arc<Kept>,
+    caches: std::sync::Arc<Caches>,
     cores: std::sync::Arc<crate::compute::Cores>,
     shutdown: CancellationToken,
 ) {
@@ -75,7 +75,7 @@ async fn slot_loop(
     ));
     while !shutdown.is_cancelled() {
         match queue::claim(svc.pool(), &worker_id, &cfg.kinds, svc.config().lease()).await {
-            Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &kept, &shutdown).await,
+            Ok(Some(job)) => execute(&svc, &cfg, job, device, &compute, &caches, &shutdown).await,
             Ok(None) => {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -101,7 +101,7 @@ async fn execute(
     job: ClaimedJob,
     device: tch::Device,
     compute: &std::sync::Arc<crate::compute::ComputeThread>,
-    kept: &std::sync::Arc<Kept>,
+    caches: &std::sync::Arc<Caches>,
     shutdown: &CancellationToken,
 ) {
     let lease = job.lease.clone();
@@ -158,7 +158,7 @@ async fn execute(
         cancel: cancel.clone(),
         progress: progress_tx,
         compute: compute.clone(),
-        kept: kept.clone(),
+        caches: caches.clone(),
     };
     let mut run = std::pin::pin!(run_claimed(&job.kind, ctx, job.spec.clone()));
     let outcome = tokio::select! {

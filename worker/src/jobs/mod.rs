@@ -121,7 +121,7 @@ pub struct JobContext {
     /// Where this slot's tensor work runs.
     pub compute: std::sync::Arc<crate::compute::ComputeThread>,
     /// What the worker keeps between jobs, shared by its slots.
-    pub kept: std::sync::Arc<crate::kept::Kept>,
+    pub caches: std::sync::Arc<crate::caches::Caches>,
 }
 
 impl JobContext {

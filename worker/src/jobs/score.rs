@@ -125,7 +125,7 @@ enum Stored {
 /// A stored array as a tensor, from the worker's tensor cache when a job
 /// decoded it lately.
 async fn stored_tensor(ctx: &JobContext, what: Stored, blob: Uuid) -> Result<Tensor, JobError> {
-    if let Some(t) = ctx.kept.tensors.get(blob) {
+    if let Some(t) = ctx.caches.tensors.get(blob) {
         return Ok(t);
     }
     let bytes = read_all(ctx.service.pool(), blob).await?;
@@ -138,7 +138,7 @@ async fn stored_tensor(ctx: &JobContext, what: Stored, blob: Uuid) -> Result<Ten
             })
         })
         .await??;
-    ctx.kept.tensors.insert(blob, &t);
+    ctx.caches.tensors.insert(blob, &t);
     Ok(t)
 }
 
@@ -520,7 +520,7 @@ async fn activations(
             // As a reader of the blob would decode it: the stored float32,
             // in host memory.
             let t = t.to_device(tch::Device::Cpu).to_kind(Kind::Float);
-            ctx.kept.tensors.insert(blob, &t);
+            ctx.caches.tensors.insert(blob, &t);
             found.insert(name, t);
         }
     }
@@ -795,16 +795,15 @@ fn score_layers(
     // named by the layer's contents, the half's stimuli and what turns them
     // into the model side.
     let shape = RecordingShape::of(rec);
-    let half_name = |half: &Tensor| {
-        let rows = Vec::<i64>::try_from(idx.index_select(0, half).to_device(tch::Device::Cpu))
-            .unwrap_or_default();
-        sha(&[
+    let half_name = |half: &Tensor| -> Result<String, EngineError> {
+        let rows = Vec::<i64>::try_from(idx.index_select(0, half).to_device(tch::Device::Cpu))?;
+        Ok(sha(&[
             &format!("{rows:?}"),
             &format!("bins {:?}", shape.bins),
-            &serde_json::to_string(&reduce).unwrap_or_default(),
-        ])
+            &format!("reduce {reduce:?}"),
+        ]))
     };
-    let (sel_name, rep_name) = (half_name(&sel), half_name(&rep));
+    let (sel_name, rep_name) = (half_name(&sel)?, half_name(&rep)?);
     let run = |a: &Tensor,
                b: &Tensor,
                plan: &ComparePlan,
@@ -814,7 +813,7 @@ fn score_layers(
         let (a, _) = pipeline::reduce_model_side(a, plan.reduce)?;
         let kept = Kept {
             target: Some(memo(selection)),
-            design: Some((&ctx.kept.decompositions, design)),
+            design: Some((&ctx.caches.decompositions, design)),
         };
         pipeline::run_with(&a, b, plan, kept, &mut |d, t| check(d, t))
     };

@@ -10,14 +10,14 @@ use neuralign_engine::DecompositionCache;
 use crate::config::WorkerConfig;
 use crate::tensor_cache::TensorCache;
 
-pub struct Kept {
+pub struct Caches {
     pub tensors: TensorCache,
     pub decompositions: DecompositionCache,
 }
 
-impl Kept {
-    pub fn new(cfg: &WorkerConfig) -> Kept {
-        Kept {
+impl Caches {
+    pub fn new(cfg: &WorkerConfig) -> Caches {
+        Caches {
             tensors: TensorCache::new(cfg.tensor_cache_mib << 20),
             decompositions: DecompositionCache::new(cfg.decomposition_cache_mib << 20),
         }
