@@ -126,10 +126,11 @@ pub struct ExtractOptions<'a> {
     pub batch_budget: u64,
 }
 
-/// Layer outputs a CPU batch may produce at once. Larger batches are fresh
-/// allocations paged in on every batch; measured on the score bench's CNN
-/// (0.94 MB of layer outputs per stimulus, 1,000 stimuli, two threads):
-/// 8–32 stimuli per batch take 0.61–0.69 s, 256 take 1.04 s.
+/// Layer outputs a CPU batch may produce at once. Larger batches are
+/// slower (their outputs outgrow the caches and are fresh allocations each
+/// batch); measured on the score bench's CNN (0.94 MB of layer outputs per
+/// stimulus, 1,000 stimuli, two threads, channels-last): 8–32 stimuli per
+/// batch took 0.61–0.69 s, 256 took 1.04 s.
 const CPU_BATCH_BYTES: u64 = 24 << 20;
 /// Below this a forward pass is mostly per-call overhead (1–2 stimuli per
 /// batch took 1.4 s on the same model), unless memory allows no more.
