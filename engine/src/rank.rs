@@ -55,12 +55,7 @@ pub fn snap_ties(x: &Tensor) -> Tensor {
 /// devices sort with libtorch. Both give the same ranks: the runs depend
 /// on the sorted values only, not on how equal values are ordered.
 pub fn average_ranks(x: &Tensor) -> Tensor {
-    let n = x.size()[0];
-    let dev = x.device();
-    if n < 2 {
-        return Tensor::ones([n], (Kind::Double, dev));
-    }
-    if dev == Device::Cpu && x.kind() == Kind::Double {
+    if x.device() == Device::Cpu && x.kind() == Kind::Double {
         if let Ok(values) = Vec::<f64>::try_from(x) {
             if values.iter().all(|v| v.is_finite()) {
                 return Tensor::from_slice(&average_ranks_of(&values));

@@ -387,25 +387,20 @@ async fn fan_out(
     Ok(Step::Done(outcomes))
 }
 
-/// What extraction does to the stimuli and the layers, as the activation
-/// cache keys name it.
-fn preprocessing(spec: &ScoreSpec, model: &Model) -> serde_json::Value {
-    json!({"input": model.input, "pooling": spec.pooling, "extraction": "v1"})
-}
-
-/// The layers a score wants, in order, and each one's activation cache
-/// key: its contents' name (model version, stimulus set, layer,
-/// preprocessing).
+/// The layers a score wants, in order, each one's activation cache key
+/// (its contents' name: model version, stimulus set, layer, preprocessing)
+/// and what extraction does to the stimuli and the layers.
 fn activation_keys(
     spec: &ScoreSpec,
     model: &Model,
     input: &ScoringInput,
-) -> (Vec<String>, HashMap<String, String>) {
+) -> (Vec<String>, HashMap<String, String>, serde_json::Value) {
     let wanted: Vec<String> = spec
         .layers
         .clone()
         .unwrap_or_else(|| model.layers.iter().map(|l| l.name.clone()).collect());
-    let prep_hash = sha(&[&preprocessing(spec, model).to_string()]);
+    let preprocessing = json!({"input": model.input, "pooling": spec.pooling, "extraction": "v1"});
+    let prep_hash = sha(&[&preprocessing.to_string()]);
     let keys = wanted
         .iter()
         .map(|layer| {
@@ -418,13 +413,13 @@ fn activation_keys(
             (layer.clone(), key)
         })
         .collect();
-    (wanted, keys)
+    (wanted, keys, preprocessing)
 }
 
 /// Every wanted layer's activations on the whole stimulus set: cached ones
-/// read back, the rest extracted in one pass and cached. `warm_only`: only
-/// fill the cache (a fanning-out parent), reading nothing back and counting
-/// no hits.
+/// read back, the rest extracted in one pass and cached, each with its
+/// cache key (which names its contents). `warm_only`: only fill the cache
+/// (a fanning-out parent), reading nothing back and counting no hits.
 async fn activations(
     ctx: &JobContext,
     spec: &ScoreSpec,
@@ -433,10 +428,9 @@ async fn activations(
     input: &ScoringInput,
     at: Progress,
     warm_only: bool,
-) -> Result<(Vec<(String, Tensor)>, CacheUse), JobError> {
+) -> Result<(Vec<(String, Tensor, String)>, CacheUse), JobError> {
     let svc = &ctx.service;
-    let (wanted, keys) = activation_keys(spec, model, input);
-    let preprocessing = preprocessing(spec, model);
+    let (wanted, keys, preprocessing) = activation_keys(spec, model, input);
     let mut found: HashMap<String, Tensor> = HashMap::new();
     let mut missing = Vec::new();
     let all: Vec<String> = wanted.iter().map(|l| keys[l].clone()).collect();
@@ -532,7 +526,8 @@ async fn activations(
             .into_iter()
             .map(|l| {
                 let t = found.remove(&l).expect("every layer found or extracted");
-                (l, t)
+                let key = keys[&l].clone();
+                (l, t, key)
             })
             .collect(),
         cache,
@@ -552,10 +547,12 @@ async fn score_benchmark(
     let estimate = svc.score_estimate(model, spec, &input)?;
     tracing::info!(job_id = %ctx.job_id, benchmark = reference, ?estimate, "scoring");
     let (layers, cache) = activations(ctx, spec, model, loader, &input, at, false).await?;
-    // Names for each layer's contents, under which what is derived from
-    // them alone is kept between jobs.
-    let (_, keys) = activation_keys(spec, model, &input);
-    let contents: Vec<String> = layers.iter().map(|(l, _)| keys[l].clone()).collect();
+    // Each layer's cache key names its contents, under which what is
+    // derived from them alone is kept between jobs.
+    let (layers, contents): (Vec<(String, Tensor)>, Vec<String>) = layers
+        .into_iter()
+        .map(|(name, t, key)| ((name, t), key))
+        .unzip();
     let rec = stored_tensor(ctx, Stored::Recording, input.recording_blob).await?;
     let metric = Metric::parse("metric", &input.benchmark.metric)?;
     let ceiling = input.benchmark.ceiling.clone();
